@@ -1,0 +1,339 @@
+//! The message bus between ws-edge, state and api, and the public NATS contract.
+//!
+//! - [`subjects`] builds every subject name (never `format!` a subject elsewhere);
+//! - [`events`] holds every payload, with JSON schemas for the public ones;
+//! - [`Bus`] wraps the NATS connection: JSON publish/request/subscribe with W3C trace
+//!   context carried in message headers, and the subject prefix applied.
+//!
+//! The services see only [`Bus`] and [`Delivery`], never `async_nats` types, so another
+//! transport (an in-process bus for the single binary) can stand behind the same API.
+//! This crate must not know about storage or sockets.
+
+pub mod events;
+pub mod subjects;
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use opentelemetry::propagation::{Extractor, Injector};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+pub use subjects::{Kind, STATE_QUEUE_GROUP, Subjects};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("could not connect to NATS at {url} (set NATS_URL): {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    #[error("publish to {subject} failed: {message}")]
+    Publish { subject: String, message: String },
+    #[error("request to {subject} failed: {message}")]
+    Request { subject: String, message: String },
+    #[error("no responder on {subject}")]
+    NoResponders { subject: String },
+    #[error("request to {subject} timed out")]
+    Timeout { subject: String },
+    #[error("subscribe to {subject} failed: {message}")]
+    Subscribe { subject: String, message: String },
+    #[error("payload could not be encoded or decoded: {0}")]
+    Codec(#[from] serde_json::Error),
+}
+
+/// One message received from the bus.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub subject: String,
+    pub payload: Bytes,
+    /// Where to send the answer of a request.
+    pub reply: Option<String>,
+    /// W3C trace context headers (`traceparent`, `tracestate`) from the sender.
+    pub trace_headers: HashMap<String, String>,
+}
+
+impl Delivery {
+    /// Decodes the JSON payload.
+    ///
+    /// # Errors
+    /// When the payload is not the expected JSON.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.payload)
+    }
+
+    /// Makes `span` a child of the sender's trace, when the sender sent one.
+    pub fn link_span(&self, span: &tracing::Span) {
+        if self.trace_headers.is_empty() {
+            return;
+        }
+        let cx = opentelemetry::global::get_text_map_propagator(|p| {
+            p.extract(&HeaderExtractor(&self.trace_headers))
+        });
+        let _ = span.set_parent(cx);
+    }
+}
+
+/// A stream of deliveries from one subscription.
+pub type Deliveries = Pin<Box<dyn Stream<Item = Delivery> + Send>>;
+
+/// A connected bus, cheap to clone.
+#[derive(Clone)]
+pub struct Bus {
+    client: async_nats::Client,
+    subjects: Subjects,
+}
+
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus")
+            .field("prefix", &self.subjects.prefix())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a request waits for its answer unless told otherwise.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Bus {
+    /// Connects eagerly (failing fast with the URL in the error), then reconnects by itself
+    /// forever if the connection drops later.
+    ///
+    /// # Errors
+    /// [`BusError::Connect`] when NATS cannot be reached within a few seconds.
+    pub async fn connect(url: &str, subjects: Subjects, name: &str) -> Result<Self, BusError> {
+        let options = async_nats::ConnectOptions::new()
+            .name(name)
+            .connection_timeout(Duration::from_secs(5))
+            .request_timeout(Some(DEFAULT_REQUEST_TIMEOUT))
+            // Heartbeat bursts: a larger client-side buffer than the default 2048 messages.
+            .client_capacity(65_536)
+            .subscription_capacity(262_144)
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::Connected => tracing::info!("NATS connected"),
+                    async_nats::Event::Disconnected => tracing::warn!("NATS disconnected"),
+                    other => tracing::info!(event = %other, "NATS event"),
+                }
+            });
+        let client = options
+            .connect(url)
+            .await
+            .map_err(|source| BusError::Connect {
+                url: url.to_owned(),
+                source,
+            })?;
+        Ok(Self { client, subjects })
+    }
+
+    #[must_use]
+    pub fn subjects(&self) -> &Subjects {
+        &self.subjects
+    }
+
+    /// True while the connection to the broker is up.
+    #[must_use]
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Round-trip to the broker; used by health checks.
+    ///
+    /// # Errors
+    /// When the broker does not answer.
+    pub async fn ping(&self) -> Result<(), BusError> {
+        self.client.flush().await.map_err(|e| BusError::Publish {
+            subject: "(flush)".into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Publishes a JSON payload with the current trace context in its headers.
+    ///
+    /// # Errors
+    /// When the payload cannot be encoded or the client's outgoing buffer is gone.
+    pub async fn publish<T: Serialize + ?Sized>(
+        &self,
+        subject: String,
+        value: &T,
+    ) -> Result<(), BusError> {
+        let payload = Bytes::from(serde_json::to_vec(value)?);
+        self.publish_bytes(subject, payload).await
+    }
+
+    /// Publishes raw bytes (already-encoded JSON) with trace headers.
+    ///
+    /// # Errors
+    /// When the client's outgoing buffer is gone.
+    pub async fn publish_bytes(&self, subject: String, payload: Bytes) -> Result<(), BusError> {
+        let headers = trace_headers();
+        let result = match headers {
+            Some(h) => {
+                self.client
+                    .publish_with_headers(subject.clone(), h, payload)
+                    .await
+            }
+            None => self.client.publish(subject.clone(), payload).await,
+        };
+        result.map_err(|e| BusError::Publish {
+            subject,
+            message: e.to_string(),
+        })
+    }
+
+    /// Sends a JSON request and decodes the JSON answer.
+    ///
+    /// # Errors
+    /// Timeout, no responders, or an undecodable answer.
+    pub async fn request<T: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        subject: String,
+        value: &T,
+        timeout: Duration,
+    ) -> Result<R, BusError> {
+        let payload = Bytes::from(serde_json::to_vec(value)?);
+        let mut request = async_nats::Request::new()
+            .payload(payload)
+            .timeout(Some(timeout));
+        if let Some(h) = trace_headers() {
+            request = request.headers(h);
+        }
+        let message = self
+            .client
+            .send_request(subject.clone(), request)
+            .await
+            .map_err(|e| match e.kind() {
+                async_nats::RequestErrorKind::NoResponders => BusError::NoResponders {
+                    subject: subject.clone(),
+                },
+                async_nats::RequestErrorKind::TimedOut => BusError::Timeout {
+                    subject: subject.clone(),
+                },
+                _ => BusError::Request {
+                    subject: subject.clone(),
+                    message: e.to_string(),
+                },
+            })?;
+        Ok(serde_json::from_slice(&message.payload)?)
+    }
+
+    /// Answers a request delivery with a JSON payload. A delivery without a reply subject
+    /// (a plain publish) is answered by nobody.
+    ///
+    /// # Errors
+    /// When the answer cannot be published.
+    pub async fn respond<T: Serialize + ?Sized>(
+        &self,
+        delivery: &Delivery,
+        value: &T,
+    ) -> Result<(), BusError> {
+        match &delivery.reply {
+            Some(reply) => self.publish(reply.clone(), value).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Subscribes to a subject (wildcards allowed).
+    ///
+    /// # Errors
+    /// When the subscription cannot be registered.
+    pub async fn subscribe(&self, subject: String) -> Result<Deliveries, BusError> {
+        let sub =
+            self.client
+                .subscribe(subject.clone())
+                .await
+                .map_err(|e| BusError::Subscribe {
+                    subject,
+                    message: e.to_string(),
+                })?;
+        Ok(Box::pin(sub.map(to_delivery)))
+    }
+
+    /// Subscribes as one member of a queue group: each message goes to one member.
+    ///
+    /// # Errors
+    /// When the subscription cannot be registered.
+    pub async fn queue_subscribe(
+        &self,
+        subject: String,
+        group: &str,
+    ) -> Result<Deliveries, BusError> {
+        let sub = self
+            .client
+            .queue_subscribe(subject.clone(), group.to_owned())
+            .await
+            .map_err(|e| BusError::Subscribe {
+                subject,
+                message: e.to_string(),
+            })?;
+        Ok(Box::pin(sub.map(to_delivery)))
+    }
+
+    /// Waits until everything published so far has reached the broker.
+    ///
+    /// # Errors
+    /// When the broker cannot be reached.
+    pub async fn flush(&self) -> Result<(), BusError> {
+        self.ping().await
+    }
+}
+
+fn to_delivery(m: async_nats::Message) -> Delivery {
+    let mut trace_headers = HashMap::new();
+    if let Some(h) = &m.headers {
+        for key in ["traceparent", "tracestate"] {
+            if let Some(v) = h.get(key) {
+                trace_headers.insert(key.to_owned(), v.as_str().to_owned());
+            }
+        }
+    }
+    Delivery {
+        subject: m.subject.to_string(),
+        payload: m.payload,
+        reply: m.reply.map(|r| r.to_string()),
+        trace_headers,
+    }
+}
+
+/// Trace context of the current span as NATS headers; `None` when there is no sampled trace
+/// (the common case without an OTLP exporter), so untraced messages carry no headers.
+fn trace_headers() -> Option<async_nats::HeaderMap> {
+    let cx = tracing::Span::current().context();
+    let mut map = HashMap::new();
+    opentelemetry::global::get_text_map_propagator(|p| {
+        p.inject_context(&cx, &mut HeaderInjector(&mut map));
+    });
+    if map.is_empty() {
+        return None;
+    }
+    let mut headers = async_nats::HeaderMap::new();
+    for (k, v) in map {
+        headers.insert(k.as_str(), v.as_str());
+    }
+    Some(headers)
+}
+
+struct HeaderInjector<'a>(&'a mut HashMap<String, String>);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_owned(), value);
+    }
+}
+
+struct HeaderExtractor<'a>(&'a HashMap<String, String>);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+}

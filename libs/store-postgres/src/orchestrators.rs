@@ -1,0 +1,558 @@
+//! The orchestrator aggregate: hello registration, reads with the derived status, operator
+//! writes (pre-registration, independence, session config) and connection history.
+
+use moolai_protocol::{DeliveredMessage, Provisioning};
+use moolai_store::{
+    Actor, ConnectionRecord, HelloRegistration, IndependenceChange, NewOrchestrator,
+    OrchestratorQuery, OrchestratorRecord, Page, Registered, StoreError,
+};
+use serde_json::{Map, Value, json};
+use sqlx::postgres::PgArguments;
+use sqlx::types::Json;
+use sqlx::{Arguments, PgConnection, Postgres, QueryBuilder};
+
+use crate::error::db_error;
+use crate::rows::{ConnectionRow, DeliveryRow, OrchestratorRow, ProvisioningRow, parse_status};
+use crate::sql::{
+    ORCHESTRATOR_FROM, SELECT_ORCHESTRATOR, alive_sql, orchestrator_columns, status_sql,
+};
+use crate::{PgStore, audit};
+
+/// How many undelivered messages a hello carries back; the rest wait for the next hello.
+const PENDING_DELIVERY_LIMIT: i64 = 100;
+
+/// One orchestrator with its derived status.
+pub(crate) async fn fetch(
+    conn: &mut PgConnection,
+    orchestrator_id: &str,
+    ttl_secs: f64,
+) -> Result<Option<OrchestratorRecord>, StoreError> {
+    let row: Option<OrchestratorRow> = sqlx::query_as(SELECT_ORCHESTRATOR)
+        .bind(orchestrator_id)
+        .bind(ttl_secs)
+        .fetch_optional(conn)
+        .await
+        .map_err(db_error)?;
+    row.map(TryInto::try_into).transpose()
+}
+
+pub(crate) async fn pending_deliveries(
+    conn: &mut PgConnection,
+    orchestrator_id: &str,
+) -> Result<Vec<DeliveredMessage>, StoreError> {
+    let rows: Vec<DeliveryRow> = sqlx::query_as(
+        "SELECT id, orchestrator_id, message_type, content, message_metadata, status \
+         FROM orchestrator_messages \
+         WHERE orchestrator_id = $1 AND status = 'accepted' AND delivered_at IS NULL \
+         ORDER BY created_at, id LIMIT $2",
+    )
+    .bind(orchestrator_id)
+    .bind(PENDING_DELIVERY_LIMIT)
+    .fetch_all(conn)
+    .await
+    .map_err(db_error)?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+pub(crate) async fn provisioning(
+    conn: &mut PgConnection,
+    orchestrator_id: &str,
+) -> Result<Option<Provisioning>, StoreError> {
+    let row: Option<ProvisioningRow> = sqlx::query_as(
+        "SELECT orchestrator_id, organization_id, name, location, features, metadata, \
+         session_config, is_independent, privacy_mode, monitoring_enabled, config_version \
+         FROM orchestrator_instances WHERE orchestrator_id = $1",
+    )
+    .bind(orchestrator_id)
+    .fetch_optional(conn)
+    .await
+    .map_err(db_error)?;
+    Ok(row.map(Into::into))
+}
+
+/// Provisioning fields plus what the hello reports back about liveness.
+#[derive(sqlx::FromRow)]
+struct HelloRow {
+    #[sqlx(flatten)]
+    provisioning: ProvisioningRow,
+    status: String,
+    last_seen: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl PgStore {
+    pub(crate) async fn register_hello_tx(
+        &self,
+        hello: &HelloRegistration,
+    ) -> Result<Registered, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+
+        // Lock the existing row (if any) so the organization check and the status captured
+        // before this hello cannot race another hello of the same orchestrator.
+        let existing: Option<(String, String)> = sqlx::query_as(concat!(
+            "SELECT o.organization_id, ",
+            status_sql!("$2"),
+            " FROM orchestrator_instances o WHERE o.orchestrator_id = $1 FOR UPDATE"
+        ))
+        .bind(&hello.orchestrator_id)
+        .bind(self.ttl_secs)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+
+        let (organization_id, previous_status) = match (&existing, &hello.organization_id) {
+            (Some((existing_org, _)), Some(claimed)) if claimed != existing_org => {
+                return Err(StoreError::Conflict(format!(
+                    "orchestrator {} belongs to another organization",
+                    hello.orchestrator_id
+                )));
+            }
+            (Some((existing_org, status)), _) => {
+                (existing_org.clone(), Some(parse_status(status)?))
+            }
+            (None, Some(claimed)) => (claimed.clone(), None),
+            (None, None) => (hello.default_organization_id.clone(), None),
+        };
+
+        // An organization first named by a hello is created with its id as its name.
+        let organization_name: String = sqlx::query_scalar(
+            "WITH created AS ( \
+                 INSERT INTO organizations (organization_id, name) VALUES ($1, $1) \
+                 ON CONFLICT (organization_id) DO NOTHING RETURNING name) \
+             SELECT name FROM created \
+             UNION ALL SELECT name FROM organizations WHERE organization_id = $1 \
+             LIMIT 1",
+        )
+        .bind(&organization_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+
+        // The `WHERE` on the conflict branch refuses to move an orchestrator that another
+        // hello created between our SELECT and this INSERT into a different organization.
+        let row: Option<HelloRow> = sqlx::query_as(concat!(
+            "INSERT INTO orchestrator_instances AS o (orchestrator_id, organization_id, \
+                 organization_name, name, location, features, metadata, session_id, edge_id, \
+                 disconnected_at, last_activity, last_seen, status) \
+             VALUES ($1, $2, $3, $4, $5, COALESCE($6::jsonb, '{}'::jsonb), $7, $8, $9, \
+                 NULL, now(), now(), 'active') \
+             ON CONFLICT (orchestrator_id) DO UPDATE SET \
+                 organization_name = EXCLUDED.organization_name, \
+                 name = COALESCE($4, o.name), \
+                 location = COALESCE($5, o.location), \
+                 features = COALESCE($6::jsonb, o.features), \
+                 metadata = EXCLUDED.metadata, \
+                 session_id = EXCLUDED.session_id, \
+                 edge_id = EXCLUDED.edge_id, \
+                 disconnected_at = NULL, \
+                 last_activity = now(), \
+                 last_seen = CASE WHEN o.is_independent THEN o.last_seen \
+                                  ELSE GREATEST(o.last_seen, now()) END, \
+                 status = CASE WHEN o.is_independent THEN o.status ELSE 'active' END, \
+                 updated_at = now() \
+             WHERE o.organization_id = EXCLUDED.organization_id \
+             RETURNING o.orchestrator_id, o.organization_id, o.name, o.location, o.features, \
+                 o.metadata, o.session_config, o.is_independent, o.privacy_mode, \
+                 o.monitoring_enabled, o.config_version, o.last_seen, ",
+            status_sql!("$10"),
+            " AS status"
+        ))
+        .bind(&hello.orchestrator_id)
+        .bind(&organization_id)
+        .bind(&organization_name)
+        .bind(hello.name.as_deref())
+        .bind(hello.location.as_deref())
+        .bind(hello.features.as_ref())
+        .bind(Json(&hello.metadata))
+        .bind(&hello.session_id)
+        .bind(&hello.edge_id)
+        .bind(self.ttl_secs)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let Some(row) = row else {
+            return Err(StoreError::Conflict(format!(
+                "orchestrator {} belongs to another organization",
+                hello.orchestrator_id
+            )));
+        };
+
+        // The same session saying hello twice (a retried request) updates its row.
+        sqlx::query(
+            "INSERT INTO orchestrator_connections (connection_id, orchestrator_id, status, \
+                 edge_id, remote_addr, metadata, last_seen) \
+             VALUES ($1, $2, 'connected', $3, $4, $5, now()) \
+             ON CONFLICT (connection_id) DO UPDATE SET status = 'connected', \
+                 edge_id = EXCLUDED.edge_id, remote_addr = EXCLUDED.remote_addr, \
+                 metadata = EXCLUDED.metadata, last_seen = now(), disconnected_at = NULL, \
+                 disconnect_reason = NULL, updated_at = now() \
+             WHERE orchestrator_connections.orchestrator_id = EXCLUDED.orchestrator_id",
+        )
+        .bind(&hello.session_id)
+        .bind(&hello.orchestrator_id)
+        .bind(&hello.edge_id)
+        .bind(hello.remote_addr.as_deref())
+        .bind(Json(&hello.metadata))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+
+        let pending_messages = pending_deliveries(&mut tx, &hello.orchestrator_id).await?;
+        tx.commit().await.map_err(db_error)?;
+
+        Ok(Registered {
+            status: parse_status(&row.status)?,
+            last_seen: row.last_seen,
+            organization_id: row.provisioning.organization_id.clone(),
+            provisioning: row.provisioning.into(),
+            previous_status,
+            pending_messages,
+        })
+    }
+
+    pub(crate) async fn list_orchestrators_page(
+        &self,
+        q: &OrchestratorQuery,
+    ) -> Result<Page<OrchestratorRecord>, StoreError> {
+        let (page, page_size) = crate::page_bounds(q.page, q.page_size);
+
+        let mut count = QueryBuilder::with_arguments(
+            "SELECT count(*) FROM orchestrator_instances o",
+            self.ttl_arguments()?,
+        );
+        push_filters(&mut count, q);
+        let total: i64 = count
+            .build_query_scalar()
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)?;
+
+        let mut select = QueryBuilder::with_arguments(
+            concat!("SELECT ", orchestrator_columns!("$1")),
+            self.ttl_arguments()?,
+        );
+        select.push(ORCHESTRATOR_FROM);
+        push_filters(&mut select, q);
+        select
+            .push(" ORDER BY o.orchestrator_id LIMIT ")
+            .push_bind(i64::from(page_size))
+            .push(" OFFSET ")
+            .push_bind(crate::page_offset(page, page_size));
+        let rows: Vec<OrchestratorRow> = select
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+
+        Ok(Page {
+            items: rows
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_, _>>()?,
+            total,
+            page,
+            page_size,
+        })
+    }
+
+    /// Arguments starting with the TTL as `$1`, for builders whose SQL uses `status_sql!("$1")`.
+    fn ttl_arguments(&self) -> Result<PgArguments, StoreError> {
+        let mut args = PgArguments::default();
+        args.add(self.ttl_secs)
+            .map_err(|e| StoreError::Other(format!("binding the heartbeat TTL: {e}")))?;
+        Ok(args)
+    }
+
+    pub(crate) async fn register_orchestrator_tx(
+        &self,
+        new: &NewOrchestrator,
+    ) -> Result<OrchestratorRecord, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+
+        // FOR SHARE keeps the organization from being deleted until we commit.
+        let organization_name: Option<String> = sqlx::query_scalar(
+            "SELECT name FROM organizations WHERE organization_id = $1 FOR SHARE",
+        )
+        .bind(&new.organization_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let Some(organization_name) = organization_name else {
+            return Err(StoreError::NotFound(format!(
+                "organization {}",
+                new.organization_id
+            )));
+        };
+
+        let inserted = sqlx::query(
+            "INSERT INTO orchestrator_instances (orchestrator_id, organization_id, \
+                 organization_name, name, location, features, session_config, metadata) \
+             VALUES ($1, $2, $3, $4, $5, COALESCE($6::jsonb, '{}'::jsonb), \
+                 COALESCE($7::jsonb, '{}'::jsonb), COALESCE($8::jsonb, '{}'::jsonb)) \
+             ON CONFLICT (orchestrator_id) DO NOTHING",
+        )
+        .bind(&new.orchestrator_id)
+        .bind(&new.organization_id)
+        .bind(&organization_name)
+        .bind(new.name.as_deref())
+        .bind(new.location.as_deref())
+        .bind(new.features.as_ref())
+        .bind(new.session_config.as_ref())
+        .bind(new.metadata.as_ref())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "orchestrator {} already exists",
+                new.orchestrator_id
+            )));
+        }
+
+        // `NewOrchestrator` carries no actor: the API's own audit entry names the operator.
+        audit::insert(
+            &mut tx,
+            &audit::entry(
+                &Actor::system(),
+                "orchestrator.register",
+                format!("orchestrator:{}", new.orchestrator_id),
+                Some(new.organization_id.clone()),
+                json!({ "name": new.name, "location": new.location }),
+            ),
+        )
+        .await?;
+
+        let record = fetch(&mut tx, &new.orchestrator_id, self.ttl_secs)
+            .await?
+            .ok_or_else(|| StoreError::Other("registered orchestrator vanished".into()))?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(record)
+    }
+
+    pub(crate) async fn deregister_orchestrator_tx(
+        &self,
+        orchestrator_id: &str,
+        actor: &Actor,
+    ) -> Result<Option<OrchestratorRecord>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+
+        let locked: Option<String> = sqlx::query_scalar(
+            "SELECT orchestrator_id FROM orchestrator_instances WHERE orchestrator_id = $1 FOR UPDATE",
+        )
+        .bind(orchestrator_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if locked.is_none() {
+            return Ok(None);
+        }
+        let Some(record) = fetch(&mut tx, orchestrator_id, self.ttl_secs).await? else {
+            return Ok(None);
+        };
+
+        sqlx::query("DELETE FROM orchestrator_connections WHERE orchestrator_id = $1")
+            .bind(orchestrator_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        sqlx::query("DELETE FROM orchestrator_instances WHERE orchestrator_id = $1")
+            .bind(orchestrator_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        audit::insert(
+            &mut tx,
+            &audit::entry(
+                actor,
+                "orchestrator.deregister",
+                format!("orchestrator:{orchestrator_id}"),
+                Some(record.organization_id.clone()),
+                json!({ "name": record.name }),
+            ),
+        )
+        .await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(Some(record))
+    }
+
+    pub(crate) async fn set_independence_tx(
+        &self,
+        orchestrator_id: &str,
+        is_independent: bool,
+        actor: &Actor,
+    ) -> Result<Option<IndependenceChange>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+
+        let current: Option<(bool, String)> = sqlx::query_as(
+            "SELECT is_independent, organization_id FROM orchestrator_instances \
+             WHERE orchestrator_id = $1 FOR UPDATE",
+        )
+        .bind(orchestrator_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let Some((previous, organization_id)) = current else {
+            return Ok(None);
+        };
+
+        // Switching off stores the status the facts give (heartbeats were not recorded while
+        // independent, so it is usually inactive until the next one).
+        sqlx::query(concat!(
+            "UPDATE orchestrator_instances o SET is_independent = $2, \
+                 status = CASE WHEN $2 THEN 'independent' \
+                               WHEN ",
+            alive_sql!("$3"),
+            " THEN 'active' ELSE 'inactive' END, \
+                 updated_at = now() \
+             WHERE o.orchestrator_id = $1"
+        ))
+        .bind(orchestrator_id)
+        .bind(is_independent)
+        .bind(self.ttl_secs)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+
+        audit::insert(
+            &mut tx,
+            &audit::entry(
+                actor,
+                "orchestrator.independence",
+                format!("orchestrator:{orchestrator_id}"),
+                Some(organization_id),
+                json!({ "is_independent": is_independent, "previous": previous }),
+            ),
+        )
+        .await?;
+
+        let record = fetch(&mut tx, orchestrator_id, self.ttl_secs)
+            .await?
+            .ok_or_else(|| StoreError::Other("orchestrator vanished while locked".into()))?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(Some(IndependenceChange { previous, record }))
+    }
+
+    pub(crate) async fn update_session_config_tx(
+        &self,
+        orchestrator_id: &str,
+        session_config: &Value,
+        actor: &Actor,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let updated: Option<(i64, String)> = sqlx::query_as(
+            "UPDATE orchestrator_instances SET session_config = $2, \
+                 config_version = config_version + 1, updated_at = now() \
+             WHERE orchestrator_id = $1 RETURNING config_version, organization_id",
+        )
+        .bind(orchestrator_id)
+        .bind(session_config)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let Some((config_version, organization_id)) = updated else {
+            return Ok(None);
+        };
+        audit::insert(
+            &mut tx,
+            &audit::entry(
+                actor,
+                "orchestrator.config_update",
+                format!("orchestrator:{orchestrator_id}"),
+                Some(organization_id),
+                json!({ "config_version": config_version }),
+            ),
+        )
+        .await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(Some(config_version))
+    }
+
+    pub(crate) async fn update_metadata_row(
+        &self,
+        orchestrator_id: &str,
+        metadata: &Map<String, Value>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE orchestrator_instances SET metadata = metadata || $2::jsonb, \
+                 last_activity = now(), updated_at = now() \
+             WHERE orchestrator_id = $1",
+        )
+        .bind(orchestrator_id)
+        .bind(Json(metadata))
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub(crate) async fn save_config_snapshot_row(
+        &self,
+        orchestrator_id: &str,
+        snapshot: &Value,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE orchestrator_instances SET config_snapshot = $2, \
+                 config_snapshot_at = now(), updated_at = now() \
+             WHERE orchestrator_id = $1",
+        )
+        .bind(orchestrator_id)
+        .bind(snapshot)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub(crate) async fn connections(
+        &self,
+        orchestrator_id: &str,
+        limit: u32,
+    ) -> Result<Vec<ConnectionRecord>, StoreError> {
+        let rows: Vec<ConnectionRow> = sqlx::query_as(
+            "SELECT connection_id, orchestrator_id, status, edge_id, remote_addr, \
+                 created_at AS connected_at, disconnected_at, disconnect_reason \
+             FROM orchestrator_connections WHERE orchestrator_id = $1 \
+             ORDER BY created_at DESC, connection_id DESC LIMIT $2",
+        )
+        .bind(orchestrator_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+}
+
+/// `WHERE` clause of the orchestrator listing; the builder's `$1` is the TTL.
+fn push_filters(qb: &mut QueryBuilder<Postgres>, q: &OrchestratorQuery) {
+    qb.push(" WHERE TRUE");
+    if let Some(status) = q.status {
+        qb.push(concat!(" AND ", status_sql!("$1"), " = "))
+            .push_bind(status.as_str());
+    }
+    if let Some(organization_id) = &q.organization_id {
+        qb.push(" AND o.organization_id = ")
+            .push_bind(organization_id.clone());
+    }
+    if let Some(search) = q.search.as_deref().filter(|s| !s.is_empty()) {
+        let pattern = format!("%{}%", escape_like(search));
+        qb.push(" AND (o.orchestrator_id ILIKE ")
+            .push_bind(pattern.clone())
+            .push(" ESCAPE '\\' OR o.name ILIKE ")
+            .push_bind(pattern.clone())
+            .push(" ESCAPE '\\' OR o.organization_id ILIKE ")
+            .push_bind(pattern)
+            .push(" ESCAPE '\\')");
+    }
+}
+
+/// Makes `%`, `_` and `\` match themselves in a `LIKE` pattern.
+fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}

@@ -1,0 +1,433 @@
+//! The `Store` conformance checks against PostgreSQL (each in its own database), then the
+//! checks only this backend has: the sweep's advisory lock, connection and migration errors,
+//! error mapping, concurrent flushes and scale.
+//!
+//! Needs the PostgreSQL named by `MOOLAI_TEST_DATABASE_URL` (default: local, trust auth).
+
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use chrono::{TimeDelta, Utc};
+use futures::FutureExt;
+use futures::future::join_all;
+use moolai_protocol::Status;
+use moolai_store::conformance::{self, LONG_TTL, TTL};
+use moolai_store::{
+    Actor, HeartbeatWrite, NewOrchestrator, NewOrganization, Store, StoreError, UsageWrite,
+};
+use moolai_store_postgres::testing::TestDatabase;
+use moolai_store_postgres::{PgStore, SWEEP_LOCK_KEY};
+
+/// Runs `body` and drops the database whether or not it panicked.
+async fn cleanup_after<F: Future<Output = ()>>(db: TestDatabase, stores: &[&PgStore], body: F) {
+    let outcome = AssertUnwindSafe(body).catch_unwind().await;
+    for store in stores {
+        store.pool().close().await;
+    }
+    db.drop_database().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// One test per conformance check, on a fresh store with the standard TTL.
+macro_rules! conformance_tests {
+    ($($check:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $check() {
+            let db = TestDatabase::create().await;
+            let store = db.store(TTL).await;
+            cleanup_after(db, &[&store], conformance::$check(&store)).await;
+        }
+    )*};
+}
+
+/// Checks that take a lenient and a strict handle on one database.
+macro_rules! conformance_tests_two_ttls {
+    ($($check:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $check() {
+            let db = TestDatabase::create().await;
+            let lenient = db.store(LONG_TTL).await;
+            let strict = db.store(TTL).await;
+            cleanup_after(db, &[&lenient, &strict], conformance::$check(&lenient, &strict)).await;
+        }
+    )*};
+}
+
+conformance_tests!(
+    hello_registers_organization_and_orchestrator,
+    hello_keeps_the_existing_organization,
+    new_session_replaces_old_and_only_current_disconnect_counts,
+    heartbeats_keep_the_latest_and_never_move_back,
+    heartbeats_skip_independent_orchestrators,
+    status_is_derived_from_last_seen,
+    orchestrator_listing_pages_filters_and_searches,
+    independence_changes_are_audited,
+    session_config_updates_bump_the_version,
+    operators_register_and_deregister_orchestrators,
+    metadata_merges_and_config_snapshots_are_kept,
+    messages_are_created_listed_and_decided_once,
+    message_ids_are_unique_under_concurrency,
+    accepted_messages_are_delivered_once,
+    usage_costs_and_overview_add_up,
+    organizations_page_with_counts,
+    hostile_strings_round_trip,
+    audit_log_lists_newest_first_with_filters,
+    login_sessions_expire_and_can_be_deleted,
+);
+
+conformance_tests_two_ttls!(
+    sweep_marks_expired_orchestrators_inactive,
+    sweep_refuses_when_the_whole_fleet_is_silent,
+);
+
+// ---- PostgreSQL only -------------------------------------------------------------------------
+
+fn new_orchestrator(id: &str, org: &str) -> NewOrchestrator {
+    NewOrchestrator {
+        orchestrator_id: id.into(),
+        organization_id: org.into(),
+        name: None,
+        location: None,
+        features: None,
+        session_config: None,
+        metadata: None,
+    }
+}
+
+async fn create_org(store: &PgStore, id: &str) {
+    store
+        .create_organization(
+            &NewOrganization {
+                organization_id: id.into(),
+                name: id.into(),
+                location: None,
+                metadata: None,
+                features: None,
+                settings: None,
+            },
+            &Actor::system(),
+        )
+        .await
+        .expect("create organization");
+}
+
+/// While another connection holds the sweep lock (another replica sweeping), a sweep does
+/// nothing and says so; once released, the same sweep does the work.
+#[tokio::test]
+async fn sweep_is_skipped_while_another_replica_holds_the_lock() {
+    let db = TestDatabase::create().await;
+    let lenient = db.store(LONG_TTL).await;
+    let strict = db.store(TTL).await;
+    cleanup_after(db, &[&lenient, &strict], async {
+        create_org(&lenient, "org-a").await;
+        lenient
+            .register_orchestrator(&new_orchestrator("old", "org-a"))
+            .await
+            .expect("register");
+        lenient
+            .flush_heartbeats(&[HeartbeatWrite {
+                orchestrator_id: "old".into(),
+                received_at: Utc::now() - TimeDelta::seconds(600),
+            }])
+            .await
+            .expect("flush");
+
+        let mut other_replica = strict.pool().begin().await.expect("begin");
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(SWEEP_LOCK_KEY)
+            .execute(&mut *other_replica)
+            .await
+            .expect("take the sweep lock");
+
+        let outcome = strict.sweep_expired().await.expect("sweep");
+        assert_eq!(
+            outcome.skipped.as_deref(),
+            Some("another replica is sweeping")
+        );
+        assert!(outcome.changes.is_empty());
+
+        other_replica.rollback().await.expect("release");
+        let outcome = strict.sweep_expired().await.expect("sweep");
+        assert_eq!(outcome.skipped, None);
+        assert_eq!(outcome.changes.len(), 1);
+        assert_eq!(outcome.changes[0].orchestrator_id, "old");
+        assert_eq!(outcome.changes[0].current, Status::Inactive);
+
+        // Two sweeps at once: the work is done once, never twice.
+        lenient
+            .flush_heartbeats(&[HeartbeatWrite {
+                orchestrator_id: "old".into(),
+                received_at: Utc::now() - TimeDelta::seconds(300),
+            }])
+            .await
+            .expect("flush");
+        let (a, b) = tokio::join!(strict.sweep_expired(), strict.sweep_expired());
+        let (a, b) = (a.expect("sweep a"), b.expect("sweep b"));
+        assert_eq!(a.changes.len() + b.changes.len(), 1, "{a:?} {b:?}");
+    })
+    .await;
+}
+
+/// A database that cannot be reached fails at start-up with the URL (password masked) and
+/// the variable to set; a reachable one connects.
+#[tokio::test]
+async fn connect_fails_fast_with_a_masked_url() {
+    let started = Instant::now();
+    let err = PgStore::connect("postgres://moolai:hunter2@127.0.0.1:1/moolai", TTL, 2)
+        .await
+        .expect_err("nothing listens on port 1");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let StoreError::Unavailable(message) = &err else {
+        panic!("expected unavailable, got {err:?}");
+    };
+    assert!(
+        message.contains("postgres://moolai:***@127.0.0.1:1/moolai"),
+        "{message}"
+    );
+    assert!(message.contains("DATABASE_URL"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+
+    let err = PgStore::connect("definitely not a url", TTL, 2)
+        .await
+        .expect_err("not a URL");
+    assert!(
+        matches!(err, StoreError::Invalid(ref m) if m.contains("DATABASE_URL")),
+        "{err:?}"
+    );
+
+    let db = TestDatabase::create().await;
+    let store = PgStore::connect(&db.url(), TTL, 2).await.expect("connect");
+    cleanup_after(db, &[&store], async {
+        store.ping().await.expect("ping");
+        assert_eq!(store.heartbeat_ttl(), TTL);
+        let missing = format!("{}_missing", store_database_url_base());
+        let err = PgStore::connect(&missing, TTL, 1)
+            .await
+            .expect_err("the database does not exist");
+        assert!(err.to_string().contains("does not exist"), "{err}");
+    })
+    .await;
+}
+
+fn store_database_url_base() -> String {
+    std::env::var("MOOLAI_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Services refuse to start on an unmigrated database, naming the command to run; after
+/// `migrate` (idempotent) they start; a missing migration row is reported.
+#[tokio::test]
+async fn check_migrations_requires_a_migrated_schema() {
+    let db = TestDatabase::create().await;
+    let store = PgStore::connect(&db.url(), TTL, 2).await.expect("connect");
+    cleanup_after(db, &[&store], async {
+        let err = store.check_migrations().await.expect_err("fresh database");
+        assert!(
+            err.to_string().contains("run `moolai-state migrate`"),
+            "{err}"
+        );
+        store.migrate().await.expect("migrate");
+        store.migrate().await.expect("migrate again");
+        store.check_migrations().await.expect("migrated");
+
+        sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 20261127000001")
+            .execute(store.pool())
+            .await
+            .expect("forget a migration");
+        let err = store.check_migrations().await.expect_err("one missing");
+        assert!(err.to_string().contains("20261127000001_initial"), "{err}");
+    })
+    .await;
+}
+
+/// Database errors keep their meaning: a broken check constraint or an over-long value is
+/// `Invalid`, a duplicate is `Conflict`, a closed pool is `Unavailable`.
+#[tokio::test]
+async fn database_errors_map_to_store_errors() {
+    let db = TestDatabase::create().await;
+    let store = db.store(TTL).await;
+    cleanup_after(db, &[&store], async {
+        let negative = store
+            .record_usage(&[UsageWrite {
+                orchestrator_id: "o1".into(),
+                organization_id: "org-a".into(),
+                model: None,
+                requests: -1,
+                input_tokens: 0,
+                output_tokens: 0,
+                cost: 0.0,
+                reported_at: Utc::now(),
+            }])
+            .await;
+        assert!(
+            matches!(negative, Err(StoreError::Invalid(_))),
+            "{negative:?}"
+        );
+        assert_eq!(
+            store
+                .overview()
+                .await
+                .expect("overview")
+                .requests_this_month,
+            0
+        );
+
+        create_org(&store, "org-a").await;
+        let too_long = store
+            .register_orchestrator(&new_orchestrator(&"x".repeat(300), "org-a"))
+            .await;
+        assert!(
+            matches!(too_long, Err(StoreError::Invalid(_))),
+            "{too_long:?}"
+        );
+
+        store.pool().close().await;
+        let closed = store.ping().await;
+        assert!(
+            matches!(closed, Err(StoreError::Unavailable(_))),
+            "{closed:?}"
+        );
+    })
+    .await;
+}
+
+/// Concurrent flushes over the same orchestrators in opposite orders neither deadlock nor
+/// lose the latest heartbeat.
+#[tokio::test]
+async fn overlapping_heartbeat_flushes_do_not_deadlock() {
+    let db = TestDatabase::create().await;
+    let store = db.store(TTL).await;
+    cleanup_after(db, &[&store], async {
+        create_org(&store, "org-a").await;
+        let ids: Vec<String> = (0..50).map(|i| format!("o{i:02}")).collect();
+        for id in &ids {
+            store
+                .register_orchestrator(&new_orchestrator(id, "org-a"))
+                .await
+                .expect("register");
+        }
+        let base = Utc::now() - TimeDelta::seconds(30);
+        let flushes = (0..20).map(|round| {
+            let mut batch: Vec<HeartbeatWrite> = ids
+                .iter()
+                .map(|id| HeartbeatWrite {
+                    orchestrator_id: id.clone(),
+                    received_at: base + TimeDelta::milliseconds(round),
+                })
+                .collect();
+            if round % 2 == 1 {
+                batch.reverse();
+            }
+            let store = &store;
+            async move { store.flush_heartbeats(&batch).await }
+        });
+        let mut transitions = 0;
+        for result in join_all(flushes).await {
+            transitions += result.expect("flush").len();
+        }
+        // Each orchestrator became active exactly once, whichever flush got there first.
+        assert_eq!(transitions, ids.len());
+        let latest = base + TimeDelta::milliseconds(19);
+        for id in &ids {
+            let record = store
+                .get_orchestrator(id)
+                .await
+                .expect("get")
+                .expect("exists");
+            let last_seen = record.last_seen.expect("seen");
+            assert!(
+                (last_seen - latest).num_microseconds() == Some(0),
+                "{id}: {last_seen}"
+            );
+        }
+    })
+    .await;
+}
+
+/// Organization counts and the overview stay correct and quick with a large fleet (rows
+/// inserted directly to keep set-up short).
+#[tokio::test]
+async fn organization_counts_scale_to_a_large_fleet() {
+    let db = TestDatabase::create().await;
+    let store = db.store(TTL).await;
+    cleanup_after(db, &[&store], async {
+        sqlx::query(
+            "INSERT INTO organizations (organization_id, name) \
+             SELECT format('org-%s', lpad(g::text, 4, '0')), 'org' FROM generate_series(1, 200) g",
+        )
+        .execute(store.pool())
+        .await
+        .expect("organizations");
+        // 20 000 orchestrators, 100 per organization: every 4th alive, every 10th independent.
+        sqlx::query(
+            "INSERT INTO orchestrator_instances (orchestrator_id, organization_id, last_seen, \
+                 is_independent, status) \
+             SELECT format('orch-%s', g), format('org-%s', lpad((g % 200 + 1)::text, 4, '0')), \
+                 CASE WHEN g % 4 = 0 THEN now() ELSE now() - interval '1 day' END, \
+                 g % 10 = 5, CASE WHEN g % 10 = 5 THEN 'independent' ELSE 'inactive' END \
+             FROM generate_series(1, 20000) g",
+        )
+        .execute(store.pool())
+        .await
+        .expect("orchestrators");
+        sqlx::query("ANALYZE")
+            .execute(store.pool())
+            .await
+            .expect("analyze");
+
+        let started = Instant::now();
+        let page = store
+            .list_organizations(1, 50)
+            .await
+            .expect("organizations");
+        let overview = store.overview().await.expect("overview");
+        let elapsed = started.elapsed();
+
+        assert_eq!(page.total, 200);
+        assert_eq!(page.items.len(), 50);
+        assert!(page.items.iter().all(|o| o.orchestrator_count == 100));
+        // Organization k (1-based) holds the g with g % 200 == k - 1, so all of its
+        // orchestrators are alive when (k - 1) % 4 == 0: 13 of the first 50, 100 each.
+        let active: Vec<i64> = page.items.iter().map(|o| o.active_orchestrators).collect();
+        assert_eq!(active.iter().sum::<i64>(), 13 * 100);
+        assert_eq!((active[0], active[1], active[4]), (100, 0, 100));
+        assert_eq!(page.items[0].status, "active");
+        assert_eq!(page.items[1].status, "inactive");
+        assert_eq!(overview.total_orchestrators, 20_000);
+        assert_eq!(overview.active_orchestrators, 5_000);
+        assert_eq!(overview.independent_orchestrators, 2_000);
+        assert_eq!(overview.inactive_orchestrators, 13_000);
+        assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    })
+    .await;
+}
+
+/// `drop_database` removes the database.
+#[tokio::test]
+async fn test_databases_are_dropped() {
+    let db = TestDatabase::create().await;
+    let name = db.name().to_owned();
+    assert!(name.starts_with("moolai_test_"));
+    assert!(db.url().ends_with(&name));
+    let store = db.store(TTL).await;
+    store.ping().await.expect("ping");
+    db.drop_database().await;
+    assert!(store.ping().await.is_err(), "connections are terminated");
+
+    let admin = PgStore::connect(&store_database_url_base(), TTL, 1)
+        .await
+        .expect("admin connection");
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(admin.pool())
+            .await
+            .expect("query");
+    assert!(!exists, "{name} still exists");
+}

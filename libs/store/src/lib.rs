@@ -1,0 +1,226 @@
+//! The storage contract of the controller: the [`Store`] trait and the records it reads
+//! and writes.
+//!
+//! Backends live in their own crates (`moolai-store-postgres`; an embedded one can be added
+//! the same way) and own their migrations. Services depend on `Arc<dyn Store>` only, so a
+//! backend is chosen once at start-up and no `if postgres` leaks into the services.
+//!
+//! Rules every backend keeps (the conformance tests in each backend check them):
+//! - status is derived at read time from `is_independent`, `last_seen` (within the TTL the
+//!   backend was built with) and `disconnected_at`, never trusted from a stored column;
+//! - a heartbeat flush is one statement that skips independent orchestrators inside the
+//!   write itself and never moves `last_seen` backwards;
+//! - a disconnect only counts for the session that is still current.
+//!
+//! This crate does no I/O.
+
+mod records;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use moolai_protocol::{DeliveredMessage, Provisioning, Status};
+use serde_json::{Map, Value};
+
+pub use records::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The thing named does not exist (404).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A uniqueness or state rule refused the write (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request broke a data rule the API did not catch (422).
+    #[error("{0}")]
+    Invalid(String),
+    /// The database cannot be reached or refused to work (503).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else (500; detail logged, never returned).
+    #[error("storage error: {0}")]
+    Other(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // ---- health -------------------------------------------------------------------------
+
+    /// One cheap round trip to the database.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // ---- writes that come from orchestrators (state service) -----------------------------
+
+    /// Registers a hello in one transaction: creates the organization when missing, upserts
+    /// the orchestrator (metadata, session, `disconnected_at = NULL`, `last_seen` unless
+    /// independent), records the connection, and returns its provisioning.
+    /// An orchestrator that already exists keeps its organization; a hello claiming another
+    /// one is refused with [`StoreError::Conflict`].
+    async fn register_hello(&self, hello: &HelloRegistration) -> StoreResult<Registered>;
+
+    /// Writes a batch of heartbeats in one statement: `last_seen = GREATEST(last_seen, t)`
+    /// for orchestrators that are not independent (checked in the same statement). Returns the
+    /// orchestrators whose stored status changed to active.
+    async fn flush_heartbeats(&self, beats: &[HeartbeatWrite]) -> StoreResult<Vec<StatusChange>>;
+
+    /// Appends usage rows (one statement).
+    async fn record_usage(&self, rows: &[UsageWrite]) -> StoreResult<()>;
+
+    /// Marks the orchestrator disconnected if `session_id` is still its current session.
+    async fn record_disconnect(
+        &self,
+        orchestrator_id: &str,
+        session_id: &str,
+        reason: &str,
+    ) -> StoreResult<Option<StatusChange>>;
+
+    /// Writes `status = 'inactive'` for orchestrators whose heartbeat is older than the TTL or
+    /// who disconnected, returning the transitions. Only one caller at a time does the work
+    /// (others get an empty outcome), and when the whole fleet looks silent at once the sweep
+    /// refuses to flip it (the controller is the likely problem) and says so.
+    async fn sweep_expired(&self) -> StoreResult<SweepOutcome>;
+
+    /// Merges keys into the orchestrator's metadata. `false` when it does not exist.
+    async fn update_metadata(
+        &self,
+        orchestrator_id: &str,
+        metadata: &Map<String, Value>,
+    ) -> StoreResult<bool>;
+
+    /// Stores the orchestrator's last reported effective configuration.
+    async fn save_config_snapshot(
+        &self,
+        orchestrator_id: &str,
+        snapshot: &Value,
+    ) -> StoreResult<bool>;
+
+    /// Current provisioning of an orchestrator.
+    async fn provisioning(&self, orchestrator_id: &str) -> StoreResult<Option<Provisioning>>;
+
+    /// Records that an accepted message was written to the orchestrator's socket.
+    async fn mark_delivered(&self, message_id: &str, session_id: &str) -> StoreResult<()>;
+
+    /// Accepted messages not yet delivered to this orchestrator, oldest first.
+    async fn pending_deliveries(&self, orchestrator_id: &str)
+    -> StoreResult<Vec<DeliveredMessage>>;
+
+    // ---- reads and operator writes (api service) ------------------------------------------
+
+    async fn list_orchestrators(
+        &self,
+        q: &OrchestratorQuery,
+    ) -> StoreResult<Page<OrchestratorRecord>>;
+
+    async fn get_orchestrator(
+        &self,
+        orchestrator_id: &str,
+    ) -> StoreResult<Option<OrchestratorRecord>>;
+
+    /// Operator pre-registration. [`StoreError::Conflict`] when the id exists.
+    async fn register_orchestrator(&self, new: &NewOrchestrator)
+    -> StoreResult<OrchestratorRecord>;
+
+    /// Deletes the orchestrator (its messages and usage stay for the record). Returns what
+    /// was deleted.
+    async fn deregister_orchestrator(
+        &self,
+        orchestrator_id: &str,
+        actor: &Actor,
+    ) -> StoreResult<Option<OrchestratorRecord>>;
+
+    /// Sets `is_independent`, audited in the same transaction.
+    async fn set_independence(
+        &self,
+        orchestrator_id: &str,
+        is_independent: bool,
+        actor: &Actor,
+    ) -> StoreResult<Option<IndependenceChange>>;
+
+    /// Replaces `session_config` and bumps `config_version`, audited.
+    async fn update_session_config(
+        &self,
+        orchestrator_id: &str,
+        session_config: &Value,
+        actor: &Actor,
+    ) -> StoreResult<Option<i64>>;
+
+    async fn list_organizations(
+        &self,
+        page: u32,
+        page_size: u32,
+    ) -> StoreResult<Page<OrganizationRecord>>;
+
+    async fn get_organization(
+        &self,
+        organization_id: &str,
+    ) -> StoreResult<Option<OrganizationRecord>>;
+
+    /// [`StoreError::Conflict`] when the id exists.
+    async fn create_organization(
+        &self,
+        new: &NewOrganization,
+        actor: &Actor,
+    ) -> StoreResult<OrganizationRecord>;
+
+    async fn overview(&self) -> StoreResult<Overview>;
+
+    async fn costs(&self, q: &CostQuery) -> StoreResult<CostReport>;
+
+    /// [`StoreError::NotFound`] when the orchestrator does not exist.
+    async fn create_message(&self, new: &NewMessage) -> StoreResult<MessageRecord>;
+
+    async fn list_messages(&self, q: &MessageQuery) -> StoreResult<Vec<MessageRecord>>;
+
+    /// `pending` → `accepted` | `dismissed`. [`StoreError::Conflict`] when the message is not
+    /// pending, [`StoreError::NotFound`] when it does not exist. Audited.
+    async fn update_message_status(
+        &self,
+        message_id: &str,
+        status: MessageStatus,
+        actor: &Actor,
+    ) -> StoreResult<MessageRecord>;
+
+    async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
+
+    async fn list_audit(&self, q: &AuditQuery) -> StoreResult<Page<AuditRecord>>;
+
+    /// Creates the user when missing (role updated when present).
+    async fn ensure_user(&self, username: &str, role: &str) -> StoreResult<()>;
+
+    async fn create_session(&self, session: &NewSession) -> StoreResult<()>;
+
+    /// The unexpired session with this token hash.
+    async fn session_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<SessionRecord>>;
+
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
+
+    /// Connection history (newest first).
+    async fn list_connections(
+        &self,
+        orchestrator_id: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<ConnectionRecord>>;
+}
+
+/// Derives the status shown everywhere from the three facts it depends on.
+#[must_use]
+pub fn derive_status(
+    is_independent: bool,
+    last_seen: Option<DateTime<Utc>>,
+    disconnected: bool,
+    now: DateTime<Utc>,
+    ttl: chrono::Duration,
+) -> Status {
+    if is_independent {
+        Status::Independent
+    } else if !disconnected && last_seen.is_some_and(|t| now - t <= ttl) {
+        Status::Active
+    } else {
+        Status::Inactive
+    }
+}

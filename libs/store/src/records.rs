@@ -1,0 +1,453 @@
+//! Records read and written through the [`crate::Store`] trait. Records returned by the API
+//! derive `Serialize` + `ToSchema` so the OpenAPI document describes them exactly.
+
+use chrono::{DateTime, Utc};
+use moolai_protocol::{DeliveredMessage, Dialect, Provisioning, Status};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+/// One page of a listing.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+    pub page: u32,
+    pub page_size: u32,
+}
+
+/// Who did something, for the audit log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// `user:<name>`, `token:<name>`, `orchestrator:<id>` or `system`.
+    pub name: String,
+    pub client_addr: Option<String>,
+}
+
+impl Actor {
+    #[must_use]
+    pub fn system() -> Self {
+        Self {
+            name: "system".into(),
+            client_addr: None,
+        }
+    }
+}
+
+// ---- orchestrator-side writes ---------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HelloRegistration {
+    pub orchestrator_id: String,
+    /// Organization claimed by the hello (or granted by its credential).
+    pub organization_id: Option<String>,
+    /// Used when neither the hello nor an existing row names an organization.
+    pub default_organization_id: String,
+    pub name: Option<String>,
+    pub location: Option<String>,
+    pub features: Option<Value>,
+    pub metadata: Map<String, Value>,
+    pub session_id: String,
+    pub edge_id: String,
+    pub remote_addr: Option<String>,
+    pub dialect: Dialect,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registered {
+    pub provisioning: Provisioning,
+    pub organization_id: String,
+    /// Derived status before this hello (`None` for a new orchestrator).
+    pub previous_status: Option<Status>,
+    /// Derived status after it.
+    pub status: Status,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub pending_messages: Vec<DeliveredMessage>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeartbeatWrite {
+    pub orchestrator_id: String,
+    pub received_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageWrite {
+    pub orchestrator_id: String,
+    pub organization_id: String,
+    pub model: Option<String>,
+    pub requests: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost: f64,
+    pub reported_at: DateTime<Utc>,
+}
+
+/// A stored status that changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusChange {
+    pub orchestrator_id: String,
+    pub organization_id: String,
+    pub previous: Option<Status>,
+    pub current: Status,
+    pub is_independent: bool,
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SweepOutcome {
+    pub changes: Vec<StatusChange>,
+    /// Why the sweep did nothing, when it refused (another replica holds the lock, or the
+    /// whole fleet looks silent at once).
+    pub skipped: Option<String>,
+}
+
+// ---- orchestrators ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OrchestratorRecord {
+    pub orchestrator_id: String,
+    pub organization_id: String,
+    pub organization_name: Option<String>,
+    pub name: Option<String>,
+    pub location: Option<String>,
+    /// Derived at read time: `independent`, `active` or `inactive`.
+    pub status: Status,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub is_independent: bool,
+    /// True while a socket of this orchestrator is registered and has not disconnected.
+    pub connected: bool,
+    pub health_status: String,
+    #[schema(value_type = Object)]
+    pub metadata: Value,
+    #[schema(value_type = Object)]
+    pub features: Value,
+    #[schema(value_type = Object)]
+    pub session_config: Value,
+    pub config_version: i64,
+    #[schema(value_type = Option<Object>)]
+    pub config_snapshot: Option<Value>,
+    pub config_snapshot_at: Option<DateTime<Utc>>,
+    pub privacy_mode: bool,
+    pub monitoring_enabled: bool,
+    pub session_id: Option<String>,
+    pub edge_id: Option<String>,
+    /// Client version from the hello metadata, when reported.
+    pub version: Option<String>,
+    pub last_activity: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OrchestratorQuery {
+    /// 1-based.
+    pub page: u32,
+    pub page_size: u32,
+    pub status: Option<Status>,
+    pub organization_id: Option<String>,
+    /// Case-insensitive substring of id, name or organization id.
+    pub search: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct NewOrchestrator {
+    pub orchestrator_id: String,
+    pub organization_id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub location: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub features: Option<Value>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub session_config: Option<Value>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct IndependenceChange {
+    pub previous: bool,
+    pub record: OrchestratorRecord,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ConnectionRecord {
+    pub connection_id: String,
+    pub orchestrator_id: String,
+    /// `connected` or `disconnected`.
+    pub status: String,
+    pub edge_id: Option<String>,
+    pub remote_addr: Option<String>,
+    pub connected_at: DateTime<Utc>,
+    pub disconnected_at: Option<DateTime<Utc>>,
+    pub disconnect_reason: Option<String>,
+}
+
+// ---- organizations ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OrganizationRecord {
+    pub organization_id: String,
+    pub name: String,
+    pub location: Option<String>,
+    /// `active` when at least one of its orchestrators is active, else `inactive`.
+    pub status: String,
+    pub is_independent: bool,
+    pub is_active: bool,
+    #[schema(value_type = Object)]
+    pub metadata: Value,
+    #[schema(value_type = Object)]
+    pub features: Value,
+    #[schema(value_type = Object)]
+    pub settings: Value,
+    pub orchestrator_count: i64,
+    pub active_orchestrators: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct NewOrganization {
+    pub organization_id: String,
+    pub name: String,
+    #[serde(default)]
+    pub location: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub features: Option<Value>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub settings: Option<Value>,
+}
+
+// ---- overview and costs ----------------------------------------------------------------------
+
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct Overview {
+    pub total_organizations: i64,
+    pub total_orchestrators: i64,
+    pub active_orchestrators: i64,
+    pub inactive_orchestrators: i64,
+    pub independent_orchestrators: i64,
+    pub total_users: i64,
+    pub pending_messages: i64,
+    /// Reported usage since the first day of the current month (UTC).
+    pub cost_this_month: f64,
+    pub requests_this_month: i64,
+    pub tokens_this_month: i64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Granularity {
+    #[default]
+    Day,
+    Week,
+    Month,
+}
+
+impl Granularity {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Day => "day",
+            Self::Week => "week",
+            Self::Month => "month",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostQuery {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub organization_id: Option<String>,
+    pub orchestrator_id: Option<String>,
+    pub granularity: Granularity,
+}
+
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct UsageTotals {
+    pub requests: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub total_tokens: i64,
+    pub cost: f64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CostBucket {
+    /// Organization id, orchestrator id or model name (`unknown` when not reported).
+    pub key: String,
+    #[serde(flatten)]
+    pub totals: UsageTotals,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CostPoint {
+    pub period_start: DateTime<Utc>,
+    #[serde(flatten)]
+    pub totals: UsageTotals,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CostReport {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub granularity: Granularity,
+    pub totals: UsageTotals,
+    pub by_organization: Vec<CostBucket>,
+    pub by_orchestrator: Vec<CostBucket>,
+    pub by_model: Vec<CostBucket>,
+    pub series: Vec<CostPoint>,
+}
+
+// ---- messages --------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    Pending,
+    Accepted,
+    Dismissed,
+}
+
+impl MessageStatus {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Accepted => "accepted",
+            Self::Dismissed => "dismissed",
+        }
+    }
+
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "accepted" => Self::Accepted,
+            "dismissed" => Self::Dismissed,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMessage {
+    pub orchestrator_id: String,
+    /// `recommendation` or `monitoring` (validated by the caller).
+    pub message_type: String,
+    pub content: String,
+    pub metadata: Value,
+    /// `api` or `orchestrator`.
+    pub source: String,
+    pub actor: Actor,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MessageRecord {
+    /// `msg_` + a UUIDv7: unique and time-ordered, no same-second collisions.
+    pub id: String,
+    pub orchestrator_id: String,
+    pub organization_id: Option<String>,
+    pub message_type: String,
+    pub content: String,
+    #[schema(value_type = Object)]
+    pub message_metadata: Value,
+    pub status: MessageStatus,
+    pub source: String,
+    /// The dashboard hides messages of independent orchestrators.
+    pub orchestrator_is_independent: bool,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl MessageRecord {
+    /// The frame sent to the orchestrator once accepted.
+    #[must_use]
+    pub fn to_delivered(&self) -> DeliveredMessage {
+        DeliveredMessage {
+            id: self.id.clone(),
+            orchestrator_id: self.orchestrator_id.clone(),
+            message_type: self.message_type.clone(),
+            content: self.content.clone(),
+            metadata: self.message_metadata.clone(),
+            status: self.status.as_str().to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MessageQuery {
+    pub status: Option<MessageStatus>,
+    pub message_type: Option<String>,
+    pub orchestrator_id: Option<String>,
+    pub organization_id: Option<String>,
+    /// Newest first, at most this many (the API bounds it).
+    pub limit: u32,
+}
+
+// ---- audit and sessions ----------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    pub actor: Actor,
+    /// e.g. `auth.login`, `orchestrator.independence`, `message.status`.
+    pub action: String,
+    /// e.g. `orchestrator:orch-001`.
+    pub target: Option<String>,
+    pub organization_id: Option<String>,
+    pub details: Value,
+    pub success: bool,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub client_addr: Option<String>,
+    pub action: String,
+    pub target: Option<String>,
+    pub organization_id: Option<String>,
+    #[schema(value_type = Object)]
+    pub details: Value,
+    pub success: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditQuery {
+    pub page: u32,
+    pub page_size: u32,
+    pub action: Option<String>,
+    pub actor: Option<String>,
+    pub target: Option<String>,
+    pub organization_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSession {
+    /// SHA-256 of the token, hex; the token itself is never stored.
+    pub token_hash: String,
+    pub username: String,
+    pub role: String,
+    pub expires_at: DateTime<Utc>,
+    pub client_addr: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRecord {
+    pub username: String,
+    pub role: String,
+    pub expires_at: DateTime<Utc>,
+}

@@ -1,0 +1,36 @@
+//! `moolai-api`: see the library documentation.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(version, about = "Moolai Controller: the operators' REST API", after_help = moolai_api::ENVIRONMENT_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API until SIGINT/SIGTERM (the default).
+    Serve,
+    /// Apply the database migrations, then exit.
+    Migrate,
+    /// Print the OpenAPI document (for client generation), then exit.
+    Openapi,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let result = match Cli::parse().command.unwrap_or(Command::Serve) {
+        Command::Serve => moolai_api::serve_from_env().await,
+        Command::Migrate => moolai_api::migrate_from_env().await,
+        Command::Openapi => moolai_api::print_openapi(),
+    };
+    if let Err(e) = result {
+        eprintln!("moolai-api: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,129 @@
+//! Response envelopes, kept in the seed's shapes: `{"success":true,"data":…}` for reads and
+//! a few flat shapes the deployed dashboard reads (login, independence, message creation).
+
+use chrono::{DateTime, Utc};
+use moolai_protocol::Status;
+use moolai_store::{MessageRecord, OrchestratorRecord};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::extract::Json;
+
+/// `{"success":true,"data":…}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DataResponse<T> {
+    /// Always `true`.
+    pub success: bool,
+    pub data: T,
+}
+
+impl<T> DataResponse<T> {
+    pub fn json(data: T) -> Json<Self> {
+        Json(Self {
+            success: true,
+            data,
+        })
+    }
+}
+
+/// `{"success":true,"message":…,"data":…}`: a write that says what it did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DoneResponse<T> {
+    pub success: bool,
+    pub message: String,
+    pub data: T,
+}
+
+impl<T> DoneResponse<T> {
+    pub fn json(message: &str, data: T) -> Json<Self> {
+        Json(Self {
+            success: true,
+            message: message.to_owned(),
+            data,
+        })
+    }
+}
+
+/// `{"success":true,"message":…}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageOnly {
+    pub success: bool,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginResponse {
+    pub success: bool,
+    /// `Login successful`.
+    pub message: String,
+    pub user: LoginUser,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginUser {
+    pub username: String,
+    /// `superadmin`.
+    pub role: String,
+    /// Bearer token for every other route; valid until `expires_at`.
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Me {
+    pub username: String,
+    pub role: String,
+    /// `session` (a login) or `dev_token` (`DEV_BEARER_TOKEN`).
+    pub auth: String,
+    /// When the session ends (absent for the dev token).
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// The seed's answer to an independence toggle (plus the derived status).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IndependenceUpdated {
+    pub success: bool,
+    /// `Independence mode updated`.
+    pub message: String,
+    pub orchestrator_id: String,
+    pub is_independent: bool,
+    pub status: Status,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IndependenceState {
+    pub orchestrator_id: String,
+    pub is_independent: bool,
+    pub status: Status,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConfigUpdated {
+    pub success: bool,
+    /// `Configuration updated`.
+    pub message: String,
+    pub orchestrator_id: String,
+    pub config_version: i64,
+    pub data: OrchestratorRecord,
+}
+
+/// The seed's answer to a new message (plus the record).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageCreated {
+    pub success: bool,
+    pub message_id: String,
+    pub orchestrator_id: String,
+    pub data: MessageRecord,
+}
+
+/// `GET /health` and `GET /api/v1/controller/health`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthReport {
+    /// `up` when every dependency is up, else `degraded`.
+    pub status: String,
+    /// `up` or `down`.
+    pub database: String,
+    /// `up` or `down`.
+    pub nats: String,
+    pub timestamp: DateTime<Utc>,
+}

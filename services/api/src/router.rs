@@ -1,0 +1,298 @@
+//! Builds the axum router and the OpenAPI document from the same route list.
+//!
+//! Routes come in three groups, and a group's authentication decides the `security` of its
+//! operations in the document, so the document cannot claim a route is protected when it
+//! is not (or the reverse):
+//! - public: login, health, the OpenAPI document;
+//! - bearer: everything else under `/api/v1`;
+//! - bearer or `?access_token=`: the SSE stream.
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::{HeaderValue, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::trace::TraceLayer;
+use tracing::Span;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{OpenApi, PathItem, RefOr, Response as DocResponse};
+use utoipa::{Modify, OpenApi as _};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::{require_bearer, require_bearer_or_query};
+use crate::error::ApiError;
+use crate::routes::{auth, controller, docs, events, health, messages, orchestrators};
+use crate::state::AppState;
+
+/// Name of the security scheme in the document.
+const BEARER: &str = "bearer";
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Moolai Controller API",
+        description = "Operators' REST API of the Moolai Controller: fleet status, \
+            independence mode, messages, costs, audit log and a live event stream. \
+            Errors always have the shape {\"success\":false,\"error\":{\"code\",\"message\"}}."
+    ),
+    modifiers(&BearerScheme),
+    components(schemas(crate::error::ErrorBody)),
+    tags(
+        (name = "auth", description = "Operator login sessions"),
+        (name = "controller", description = "Fleet reads for the dashboard"),
+        (name = "orchestrators", description = "Operator writes about one orchestrator"),
+        (name = "messages", description = "Recommendations and monitoring notices"),
+        (name = "health", description = "Probes"),
+        (name = "docs", description = "This document"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A login session token (POST /api/v1/internal/auth/login) or DEV_BEARER_TOKEN",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+fn public_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(auth::login))
+        .routes(routes!(health::health))
+        .routes(routes!(health::controller_health))
+        .routes(routes!(docs::openapi_json))
+}
+
+fn bearer_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .routes(routes!(controller::overview))
+        .routes(routes!(controller::list_organizations, controller::create_organization))
+        .routes(routes!(controller::get_organization))
+        .routes(routes!(controller::list_orchestrators))
+        .routes(routes!(controller::list_orchestrator_instances))
+        .routes(routes!(controller::live_orchestrators))
+        .routes(routes!(controller::get_orchestrator))
+        .routes(routes!(controller::list_connections))
+        .routes(routes!(controller::costs))
+        .routes(routes!(controller::audit_log))
+        .routes(routes!(orchestrators::set_independence, orchestrators::get_independence))
+        .routes(routes!(orchestrators::update_config))
+        .routes(routes!(orchestrators::register))
+        .routes(routes!(orchestrators::deregister))
+        .routes(routes!(messages::create_message, messages::list_orchestrator_messages))
+        .routes(routes!(messages::list_messages))
+        .routes(routes!(messages::update_message_status))
+}
+
+fn stream_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(events::events))
+}
+
+/// Routes and document; with a state, the authentication middleware is attached.
+fn assemble(state: Option<&AppState>) -> (Router<AppState>, OpenApi) {
+    let public = public_routes();
+    let mut bearer = bearer_routes();
+    let mut stream = stream_routes();
+    secure(bearer.get_openapi_mut());
+    secure(stream.get_openapi_mut());
+    if let Some(state) = state {
+        bearer = bearer.route_layer(middleware::from_fn_with_state(state.clone(), require_bearer));
+        stream = stream.route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_bearer_or_query,
+        ));
+    }
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(public)
+        .merge(bearer)
+        .merge(stream)
+        .split_for_parts()
+}
+
+/// The OpenAPI document of this API (also served at `GET /api/v1/openapi.json`).
+#[must_use]
+pub fn openapi() -> OpenApi {
+    assemble(None).1
+}
+
+/// Marks every operation as requiring the bearer scheme and documents its 401.
+fn secure(doc: &mut OpenApi) {
+    for item in doc.paths.paths.values_mut() {
+        for op in operations_mut(item) {
+            op.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
+            op.responses.responses.entry("401".to_owned()).or_insert_with(|| {
+                RefOr::T(
+                    utoipa::openapi::ResponseBuilder::new()
+                        .description("Missing, invalid or expired bearer token")
+                        .content(
+                            "application/json",
+                            utoipa::openapi::ContentBuilder::new()
+                                .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                                    "ErrorBody",
+                                ))))
+                                .build(),
+                        )
+                        .build(),
+                ) as RefOr<DocResponse>
+            });
+        }
+    }
+}
+
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        item.get.as_mut(),
+        item.put.as_mut(),
+        item.post.as_mut(),
+        item.delete.as_mut(),
+        item.options.as_mut(),
+        item.head.as_mut(),
+        item.patch.as_mut(),
+        item.trace.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// The complete application for `state`: routes, fallbacks, body limit, metrics, tracing and
+/// CORS.
+pub fn router(state: &AppState) -> Router {
+    let (routes, _) = assemble(Some(state));
+    let mut app = routes
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.settings.api_max_body_bytes))
+        .layer(middleware::from_fn(json_method_not_allowed))
+        .layer(middleware::from_fn(record_metrics))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    let route = request
+                        .extensions()
+                        .get::<MatchedPath>()
+                        .map_or("unmatched", MatchedPath::as_str);
+                    tracing::info_span!(
+                        "http",
+                        method = %request.method(),
+                        route,
+                        status = tracing::field::Empty,
+                        actor = tracing::field::Empty,
+                    )
+                })
+                .on_request(())
+                .on_response(|response: &Response, latency: Duration, span: &Span| {
+                    span.record("status", response.status().as_u16());
+                    tracing::info!(
+                        status = response.status().as_u16(),
+                        latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+                        "request handled"
+                    );
+                }),
+        );
+    if let Some(cors) = cors_layer(&state.settings.cors_origins()) {
+        app = app.layer(cors);
+    }
+    app.with_state(state.clone())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+/// axum answers a known path with an unsupported method by an empty 405; give it the JSON
+/// error shape (keeping the `Allow` header).
+async fn json_method_not_allowed(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if response.status() != axum::http::StatusCode::METHOD_NOT_ALLOWED
+        || response
+            .headers()
+            .get(CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"))
+    {
+        return response;
+    }
+    let allow = response.headers().get(axum::http::header::ALLOW).cloned();
+    let mut replaced = ApiError::MethodNotAllowed.into_response();
+    if let Some(allow) = allow {
+        replaced.headers_mut().insert(axum::http::header::ALLOW, allow);
+    }
+    replaced
+}
+
+/// Request count and latency by matched route (never the raw path: bounded label values).
+async fn record_metrics(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::HEAD => "HEAD",
+        _ => "other",
+    };
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(
+        "api_http_requests_total",
+        "method" => method,
+        "route" => route.clone(),
+        "status" => status
+    )
+    .increment(1);
+    metrics::histogram!(
+        "api_http_request_duration_seconds",
+        "method" => method,
+        "route" => route
+    )
+    .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// No origins configured → no CORS headers at all (same-origin dashboard). Credentials are
+/// never allowed: the API uses bearer headers, not cookies.
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        )
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::OPTIONS])
+            .allow_headers([AUTHORIZATION, CONTENT_TYPE])
+            .max_age(Duration::from_secs(600)),
+    )
+}

@@ -1,0 +1,243 @@
+//! Starting and stopping the service: [`launch_with_listener`] (what tests call, on port 0),
+//! [`run`] (binds the configured ports, serves metrics) and the CLI entry points
+//! [`serve_from_env`] / [`migrate_from_env`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use moolai_bus::{Bus, Subjects};
+use moolai_config::{DatabaseSettings, LivenessSettings, NatsSettings};
+use moolai_store::Store;
+use moolai_store_postgres::PgStore;
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::SUPERADMIN;
+use crate::routes::events::{CHANNEL_CAPACITY, StatusFanout};
+use crate::settings::ApiSettings;
+use crate::state::{AppState, Shared};
+
+/// How long open requests may keep running after shutdown starts.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Serves the API on `listener` until `shutdown` fires, then drains.
+///
+/// # Errors
+/// Invalid settings, the operator user or the status subscription cannot be set up, or the
+/// server fails.
+pub async fn launch_with_listener(
+    settings: ApiSettings,
+    liveness: LivenessSettings,
+    store: Arc<dyn Store>,
+    bus: Bus,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let settings = settings.normalized();
+    settings.validate()?;
+    liveness.validate()?;
+    announce_authentication(&settings);
+    if let Some((username, _)) = settings.admin_credential() {
+        store
+            .ensure_user(username, SUPERADMIN)
+            .await
+            .context("cannot create the operator user")?;
+    }
+
+    let tracker = TaskTracker::new();
+    let (status_events, _) = broadcast::channel(CHANNEL_CAPACITY);
+    StatusFanout::start(&bus, status_events.clone(), &tracker, shutdown.clone())
+        .await
+        .context("cannot subscribe to status events on NATS")?;
+
+    let openapi_json = serde_json::to_vec(&crate::router::openapi())
+        .context("cannot encode the OpenAPI document")?;
+    let heartbeat_ttl = chrono::Duration::seconds(
+        i64::try_from(liveness.heartbeat_ttl_sec).context("HEARTBEAT_TTL_SEC is too large")?,
+    );
+    let state = AppState::new(Shared {
+        store,
+        bus,
+        settings,
+        heartbeat_ttl,
+        status_events,
+        openapi_json: openapi_json.into(),
+        shutdown: shutdown.clone(),
+    });
+    let app = crate::router::router(&state);
+
+    let addr = listener.local_addr().context("listener has no address")?;
+    tracing::info!(%addr, "api listening");
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let drained = tokio::select! {
+        result = server.into_future() => {
+            result.context("the HTTP server failed")?;
+            true
+        }
+        () = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(DRAIN_DEADLINE).await;
+        } => false,
+    };
+    if !drained {
+        tracing::warn!(deadline = ?DRAIN_DEADLINE, "requests still running at the drain deadline; stopping anyway");
+    }
+    tracker.close();
+    tracker.wait().await;
+    tracing::info!("api stopped");
+    Ok(())
+}
+
+fn announce_authentication(settings: &ApiSettings) {
+    if settings.dev_bearer_token.is_some() {
+        tracing::warn!(
+            "DEV_BEARER_TOKEN is set: that static token is accepted on every route; \
+             unset it outside development"
+        );
+    }
+    match settings.admin_credential() {
+        Some((username, _)) => tracing::info!(username, "operator login enabled"),
+        None => tracing::warn!(
+            "MOOLAI_ADMIN_USERNAME / MOOLAI_ADMIN_PASSWORD are not set: login is disabled"
+        ),
+    }
+}
+
+/// Binds `CONTROLLER_HOST:CONTROLLER_PORT` (API) and `CONTROLLER_HOST:API_METRICS_PORT`
+/// (Prometheus), then serves until `shutdown` fires.
+///
+/// # Errors
+/// A port cannot be bound, or [`launch_with_listener`] fails.
+pub async fn run(
+    settings: ApiSettings,
+    liveness: LivenessSettings,
+    store: Arc<dyn Store>,
+    bus: Bus,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let host: IpAddr = settings
+        .controller_host
+        .parse()
+        .with_context(|| format!("CONTROLLER_HOST={} is not an IP address", settings.controller_host))?;
+    let listener = TcpListener::bind((host, settings.controller_port))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {host}:{} (CONTROLLER_HOST / CONTROLLER_PORT)",
+                settings.controller_port
+            )
+        })?;
+    let metrics_listener = TcpListener::bind((host, settings.api_metrics_port))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {host}:{} (API_METRICS_PORT)",
+                settings.api_metrics_port
+            )
+        })?;
+    // Install the recorder before the first request is counted.
+    let _ = moolai_telemetry::metrics();
+    let metrics_shutdown = shutdown.child_token();
+    let metrics = tokio::spawn(moolai_telemetry::serve_metrics(
+        metrics_listener,
+        metrics_shutdown.clone(),
+    ));
+    let result = launch_with_listener(settings, liveness, store, bus, listener, shutdown).await;
+    metrics_shutdown.cancel();
+    match metrics.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "metrics listener failed"),
+        Err(e) => tracing::warn!(error = %e, "metrics task panicked"),
+    }
+    result
+}
+
+/// Settings of every concern the api reads, loaded and validated.
+struct Environment {
+    api: ApiSettings,
+    liveness: LivenessSettings,
+    database: DatabaseSettings,
+    nats: NatsSettings,
+}
+
+fn load_environment() -> anyhow::Result<Environment> {
+    let api = ApiSettings::from_env()?;
+    let liveness: LivenessSettings = moolai_config::load()?;
+    liveness.validate()?;
+    let database: DatabaseSettings = moolai_config::load()?;
+    database.validate()?;
+    let nats: NatsSettings = moolai_config::load()?;
+    Ok(Environment {
+        api,
+        liveness,
+        database,
+        nats,
+    })
+}
+
+async fn connect_store(
+    database: &DatabaseSettings,
+    liveness: &LivenessSettings,
+) -> anyhow::Result<PgStore> {
+    PgStore::connect(
+        &database.url(),
+        liveness.ttl(),
+        database.database_max_connections,
+    )
+    .await
+    // The error names the (masked) URL and DATABASE_URL already.
+    .map_err(anyhow::Error::from)
+}
+
+/// `moolai-api serve`: configuration → telemetry → PostgreSQL and NATS (eagerly, failing
+/// fast) → serve until SIGINT/SIGTERM.
+///
+/// # Errors
+/// Bad configuration, an unreachable dependency, unapplied migrations, or a server failure.
+pub async fn serve_from_env() -> anyhow::Result<()> {
+    let env = load_environment()?;
+    let _telemetry = moolai_telemetry::init("moolai-api")?;
+    let store = connect_store(&env.database, &env.liveness).await?;
+    store.check_migrations().await.context(
+        "the database schema is not at this version: run `moolai-api migrate` first",
+    )?;
+    let subjects = Subjects::new(&env.nats.nats_subject_prefix)
+        .context("invalid NATS_SUBJECT_PREFIX")?;
+    let bus = Bus::connect(&env.nats.nats_url, subjects, "moolai-api").await?;
+    let shutdown = moolai_config::shutdown_token();
+    run(env.api, env.liveness, Arc::new(store), bus, shutdown).await
+}
+
+/// `moolai-api migrate`: applies the PostgreSQL migrations, then returns.
+///
+/// # Errors
+/// Bad configuration, an unreachable database, or a failed migration.
+pub async fn migrate_from_env() -> anyhow::Result<()> {
+    let liveness: LivenessSettings = moolai_config::load()?;
+    let database: DatabaseSettings = moolai_config::load()?;
+    database.validate()?;
+    let _telemetry = moolai_telemetry::init("moolai-api")?;
+    let store = connect_store(&database, &liveness).await?;
+    store.migrate().await.context("applying the migrations failed")?;
+    tracing::info!(database = %database.display_url(), "migrations applied");
+    Ok(())
+}
+
+/// `moolai-api openapi`: prints the OpenAPI document to stdout (no configuration needed).
+///
+/// # Errors
+/// When the document cannot be encoded.
+pub fn print_openapi() -> anyhow::Result<()> {
+    let doc = serde_json::to_string_pretty(&crate::router::openapi())
+        .context("cannot encode the OpenAPI document")?;
+    println!("{doc}");
+    Ok(())
+}

@@ -1,0 +1,374 @@
+//! The WebSocket edge: terminates orchestrator sockets and speaks NATS.
+//!
+//! - [`socket`]: one task per socket — hello (acknowledged only after state committed it),
+//!   frame validation, rate limiting, heartbeats published, other frames forwarded as requests,
+//!   commands written back, close codes as the protocol says;
+//! - [`registry`]: which orchestrator is on which socket of this edge, so commands arriving on
+//!   the bus reach the right socket in milliseconds and a newer session replaces an older one.
+//!
+//! The edge holds no database connection and no state that outlives a socket: any replica can
+//! take any orchestrator. On shutdown it closes every socket with 1001 within a deadline and does
+//! not report those closes as disconnects (the orchestrators are not gone; they reconnect).
+
+pub mod registry;
+pub mod socket;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::StreamExt;
+use moolai_bus::events::Command;
+use moolai_bus::{Bus, Kind};
+use serde::Deserialize;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::registry::Registry;
+
+/// Settings of the edge (environment variables of the same name, upper-case).
+#[derive(Debug, Clone, Deserialize)]
+pub struct EdgeSettings {
+    #[serde(default = "default_host")]
+    pub controller_host: String,
+    #[serde(default = "default_port")]
+    pub ws_edge_port: u16,
+    #[serde(default = "default_metrics_port")]
+    pub ws_edge_metrics_port: u16,
+    /// Name of this replica in events and logs (default: host name + random suffix).
+    #[serde(default)]
+    pub edge_id: Option<String>,
+    /// Largest accepted text frame; larger ones close the socket with 1009.
+    #[serde(default = "default_max_frame")]
+    pub ws_max_frame_bytes: usize,
+    /// Time a new socket has to send its hello.
+    #[serde(default = "default_hello_timeout")]
+    pub ws_hello_timeout_sec: u64,
+    /// A socket with no inbound traffic (frames or pongs) for this long is closed.
+    #[serde(default = "default_idle")]
+    pub ws_idle_timeout_sec: u64,
+    /// Sustained frames per second allowed per socket.
+    #[serde(default = "default_rate")]
+    pub ws_rate_limit_per_sec: u32,
+    /// Burst allowed above the sustained rate.
+    #[serde(default = "default_burst")]
+    pub ws_rate_limit_burst: u32,
+    /// Consecutive undecodable frames before the socket is closed.
+    #[serde(default = "default_invalid")]
+    pub ws_max_invalid_frames: u32,
+    /// Frames queued for one socket before it is considered too slow and closed.
+    #[serde(default = "default_outbound")]
+    pub ws_outbound_queue: usize,
+    /// Sockets this edge accepts at once; past it the upgrade gets 503 with Retry-After.
+    #[serde(default = "default_max_conn")]
+    pub ws_max_connections: usize,
+    /// Interval of the `controller_heartbeat` frame (and WebSocket ping).
+    #[serde(default = "default_ctrl_hb")]
+    pub controller_heartbeat_sec: u64,
+    /// Interval orchestrators are asked to heartbeat at (sent in `handshake_ack`).
+    #[serde(default = "default_hb_interval")]
+    pub heartbeat_interval_sec: u64,
+    /// How long a hello waits for state to commit it.
+    #[serde(default = "default_hello_commit")]
+    pub hello_commit_timeout_sec: u64,
+    /// Deadline for closing every socket on shutdown.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_sec: u64,
+    /// `open`: accept orchestrators without credentials (legacy clients). Logged loudly.
+    #[serde(default = "default_auth")]
+    pub orchestrator_auth: String,
+}
+
+fn default_host() -> String {
+    "0.0.0.0".into()
+}
+fn default_port() -> u16 {
+    8766
+}
+fn default_metrics_port() -> u16 {
+    9101
+}
+fn default_max_frame() -> usize {
+    64 * 1024
+}
+fn default_hello_timeout() -> u64 {
+    15
+}
+fn default_idle() -> u64 {
+    90
+}
+fn default_rate() -> u32 {
+    20
+}
+fn default_burst() -> u32 {
+    40
+}
+fn default_invalid() -> u32 {
+    10
+}
+fn default_outbound() -> usize {
+    64
+}
+fn default_max_conn() -> usize {
+    200_000
+}
+fn default_ctrl_hb() -> u64 {
+    20
+}
+fn default_hb_interval() -> u64 {
+    30
+}
+fn default_hello_commit() -> u64 {
+    10
+}
+fn default_grace() -> u64 {
+    10
+}
+fn default_auth() -> String {
+    "open".into()
+}
+
+impl EdgeSettings {
+    /// # Errors
+    /// When a value is out of range.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (1024..=16 * 1024 * 1024).contains(&self.ws_max_frame_bytes),
+            "WS_MAX_FRAME_BYTES must be between 1024 and 16777216"
+        );
+        anyhow::ensure!(
+            self.ws_hello_timeout_sec >= 1,
+            "WS_HELLO_TIMEOUT_SEC must be at least 1"
+        );
+        anyhow::ensure!(
+            self.ws_idle_timeout_sec > self.controller_heartbeat_sec,
+            "WS_IDLE_TIMEOUT_SEC must be longer than CONTROLLER_HEARTBEAT_SEC (pings keep idle sockets alive)"
+        );
+        anyhow::ensure!(
+            self.controller_heartbeat_sec >= 1,
+            "CONTROLLER_HEARTBEAT_SEC must be at least 1"
+        );
+        anyhow::ensure!(
+            self.ws_rate_limit_per_sec >= 1,
+            "WS_RATE_LIMIT_PER_SEC must be at least 1"
+        );
+        anyhow::ensure!(
+            self.ws_max_invalid_frames >= 1,
+            "WS_MAX_INVALID_FRAMES must be at least 1"
+        );
+        anyhow::ensure!(
+            self.ws_outbound_queue >= 4,
+            "WS_OUTBOUND_QUEUE must be at least 4"
+        );
+        anyhow::ensure!(
+            self.ws_max_connections >= 1,
+            "WS_MAX_CONNECTIONS must be at least 1"
+        );
+        anyhow::ensure!(
+            self.orchestrator_auth == "open",
+            "ORCHESTRATOR_AUTH={:?} is not supported by this version: only \"open\"",
+            self.orchestrator_auth
+        );
+        if let Some(id) = &self.edge_id {
+            moolai_protocol::validate_id("EDGE_ID", id)
+                .map_err(|e| anyhow::anyhow!("invalid EDGE_ID: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Shared by every socket of this edge.
+pub struct Edge {
+    pub settings: EdgeSettings,
+    pub edge_id: String,
+    pub bus: Bus,
+    pub registry: Registry,
+    /// Fires on shutdown: sockets close with 1001.
+    pub shutdown: CancellationToken,
+    /// Caps concurrent sockets (admission control).
+    pub slots: Arc<Semaphore>,
+    pub sockets: TaskTracker,
+}
+
+/// Serves `/ws` and `/` on `listener` until `shutdown` fires, then closes every socket with
+/// 1001 and waits for them (bounded by `SHUTDOWN_GRACE_SEC`).
+///
+/// # Errors
+/// When the command subscription or the listener fails.
+pub async fn launch_with_listener(
+    settings: EdgeSettings,
+    bus: Bus,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let edge_id = settings.edge_id.clone().unwrap_or_else(default_edge_id);
+    if settings.orchestrator_auth == "open" {
+        tracing::warn!(
+            "ORCHESTRATOR_AUTH=open: orchestrators are accepted WITHOUT credentials; any client can claim any orchestrator id"
+        );
+    }
+    let edge = Arc::new(Edge {
+        slots: Arc::new(Semaphore::new(settings.ws_max_connections)),
+        settings,
+        edge_id,
+        bus: bus.clone(),
+        registry: Registry::default(),
+        shutdown: shutdown.clone(),
+        sockets: TaskTracker::new(),
+    });
+
+    let commands = bus
+        .subscribe(bus.subjects().all(Kind::Command))
+        .await
+        .context("subscribing to commands")?;
+    bus.flush()
+        .await
+        .context("flushing the command subscription")?;
+    let command_task = tokio::spawn(route_commands(edge.clone(), commands));
+
+    let app = Router::new()
+        .route("/ws", get(upgrade))
+        .route("/", get(upgrade))
+        .with_state(edge.clone());
+    tracing::info!(addr = %listener.local_addr()?, edge_id = %edge.edge_id, "ws-edge listening");
+    let server_stop = shutdown.clone();
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { server_stop.cancelled().await })
+    .await
+    .context("ws-edge server")?;
+
+    // axum's graceful shutdown does not wait for upgraded sockets: they watch `shutdown`
+    // themselves and close with 1001; wait for them here, bounded.
+    edge.sockets.close();
+    let grace = Duration::from_secs(edge.settings.shutdown_grace_sec);
+    if tokio::time::timeout(grace, edge.sockets.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            remaining = edge.sockets.len(),
+            "sockets still open at the shutdown deadline"
+        );
+    }
+    command_task.abort();
+    let _ = edge.bus.flush().await;
+    Ok(())
+}
+
+fn default_edge_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| moolai_protocol::validate_id("host", h).is_ok())
+        .unwrap_or_else(|| "edge".into());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}", &suffix[..8])
+}
+
+async fn upgrade(
+    State(edge): State<Arc<Edge>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let Ok(ws) = ws else {
+        return (
+            StatusCode::UPGRADE_REQUIRED,
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"success":false,"error":{"code":"upgrade_required","message":"this endpoint only accepts WebSocket upgrades"}}"#,
+        )
+            .into_response();
+    };
+    if edge.shutdown.is_cancelled() {
+        return overloaded("the edge is shutting down", 1);
+    }
+    let Ok(permit) = edge.slots.clone().try_acquire_owned() else {
+        metrics::counter!("moolai_edge_upgrades_refused_total", "reason" => "max_connections")
+            .increment(1);
+        return overloaded("too many connections on this edge", 5);
+    };
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|t| t.trim().to_owned());
+    let max = edge.settings.ws_max_frame_bytes;
+    ws.read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(max * 2)
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| {
+            let tracker = edge.sockets.clone();
+            tracker.track_future(async move {
+                socket::run(edge, socket, addr, bearer).await;
+                drop(permit);
+            })
+        })
+}
+
+fn overloaded(message: &str, retry_after: u64) -> Response {
+    let body = serde_json::json!({
+        "success": false,
+        "error": { "code": "overloaded", "message": message }
+    });
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    response
+}
+
+/// Delivers commands from the bus to the sockets this edge holds.
+async fn route_commands(edge: Arc<Edge>, mut commands: moolai_bus::Deliveries) {
+    while let Some(delivery) = commands.next().await {
+        let Some((_, orchestrator_id, _)) = edge.bus.subjects().parse(&delivery.subject) else {
+            continue;
+        };
+        let Some(handle) = edge.registry.get(orchestrator_id) else {
+            continue; // another edge holds it, or nobody: state is repaired on reconnect
+        };
+        let command: Command = match delivery.json() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, subject = %delivery.subject, "undecodable command");
+                continue;
+            }
+        };
+        metrics::counter!("moolai_edge_commands_total").increment(1);
+        match command {
+            Command::Send { frame, message_id } => {
+                handle.send(socket::Outbound::Frame { frame, message_id });
+            }
+            Command::SessionStarted { session_id } => {
+                if *handle.session_id != *session_id {
+                    handle.send(socket::Outbound::Close {
+                        code: socket::CLOSE_REPLACED,
+                        reason: "replaced by a newer connection".into(),
+                        disconnect_reason: "replaced",
+                    });
+                }
+            }
+            Command::Close { code, reason } => {
+                handle.send(socket::Outbound::Close {
+                    code,
+                    reason,
+                    disconnect_reason: "closed_by_controller",
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,644 @@
+//! One orchestrator socket, from upgrade to close.
+//!
+//! Close codes: 1000 idle timeout, 1001 edge shutting down, 1003 binary frame, 1008 policy
+//! (no hello in time, first frame not a hello, rejected hello, flood, repeated garbage),
+//! 1009 frame too large, 1013 controller cannot register right now (retry), 4000 replaced by a
+//! newer connection of the same orchestrator, 4004 deregistered by an operator.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use chrono::Utc;
+use moolai_bus::events::{
+    DeliveryEvent, DisconnectEvent, FrameReply, FrameRequest, HeartbeatEvent, HelloReply,
+    HelloRequest,
+};
+use moolai_bus::{BusError, Kind};
+use moolai_protocol::{
+    ClientFrame, Decoded, ErrorFrame, HandshakeAck, Hello, MonitoringChange, ServerFrame,
+    decode_client_frame, now_rfc3339,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::Edge;
+use crate::registry::SocketHandle;
+
+pub const CLOSE_NORMAL: u16 = 1000;
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub const CLOSE_UNSUPPORTED: u16 = 1003;
+pub const CLOSE_POLICY: u16 = 1008;
+pub const CLOSE_TOO_BIG: u16 = 1009;
+pub const CLOSE_TRY_AGAIN: u16 = 1013;
+pub const CLOSE_REPLACED: u16 = 4000;
+
+/// Something to write to the socket, queued by the command router.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A frame; with `message_id`, its delivery is reported after the write.
+    Frame {
+        frame: ServerFrame,
+        message_id: Option<String>,
+    },
+    Close {
+        code: u16,
+        reason: String,
+        /// Reported in the disconnect event.
+        disconnect_reason: &'static str,
+    },
+}
+
+/// Why a socket ended.
+enum End {
+    /// Report a disconnect with this reason, after closing with code/reason (if any).
+    Disconnect {
+        close: Option<(u16, String)>,
+        reason: &'static str,
+    },
+    /// Edge shutdown: close with 1001 and do not report a disconnect.
+    Shutdown,
+}
+
+pub async fn run(edge: Arc<Edge>, mut socket: WebSocket, addr: SocketAddr, bearer: Option<String>) {
+    metrics::gauge!("moolai_edge_sockets").increment(1.0);
+    let span = tracing::info_span!("socket", %addr, orchestrator_id = tracing::field::Empty);
+    async {
+        let hello = match await_hello(&edge, &mut socket).await {
+            Ok(h) => h,
+            Err((code, reason)) => {
+                close(&mut socket, code, &reason).await;
+                return;
+            }
+        };
+        tracing::Span::current().record("orchestrator_id", hello.orchestrator_id.as_str());
+        session(edge, socket, addr, bearer, hello).await;
+    }
+    .instrument(span)
+    .await;
+    metrics::gauge!("moolai_edge_sockets").decrement(1.0);
+}
+
+/// Waits for the first frame, which must be a valid hello.
+async fn await_hello(edge: &Edge, socket: &mut WebSocket) -> Result<Hello, (u16, String)> {
+    let timeout = Duration::from_secs(edge.settings.ws_hello_timeout_sec);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let next = tokio::select! {
+            r = tokio::time::timeout_at(deadline, socket.recv()) => r,
+            () = edge.shutdown.cancelled() => return Err((CLOSE_GOING_AWAY, "edge shutting down".into())),
+        };
+        let message = match next {
+            Err(_) => {
+                metrics::counter!("moolai_edge_closes_total", "reason" => "hello_timeout")
+                    .increment(1);
+                return Err((
+                    CLOSE_POLICY,
+                    format!("no register/handshake frame within {}s", timeout.as_secs()),
+                ));
+            }
+            Ok(None) => return Err((CLOSE_NORMAL, String::new())),
+            Ok(Some(Err(e))) => return Err(read_error_close(&e)),
+            Ok(Some(Ok(m))) => m,
+        };
+        match message {
+            Message::Text(text) => {
+                let frame = match decode_client_frame(text.as_str()) {
+                    Decoded::Frame(f) => f,
+                    Decoded::Unknown(t) => {
+                        return Err((
+                            CLOSE_POLICY,
+                            format!("first frame must be register or handshake, got {t:?}"),
+                        ));
+                    }
+                    Decoded::Invalid(e) => {
+                        return Err((
+                            CLOSE_POLICY,
+                            truncate(&format!("first frame is not a valid hello: {e}")),
+                        ));
+                    }
+                };
+                let kind = frame.type_name();
+                let Some(hello) = Hello::from_frame(frame) else {
+                    return Err((
+                        CLOSE_POLICY,
+                        format!("first frame must be register or handshake, got {kind:?}"),
+                    ));
+                };
+                if let Err(e) = hello.validate() {
+                    return Err((CLOSE_POLICY, truncate(&format!("invalid hello: {e}"))));
+                }
+                return Ok(hello);
+            }
+            Message::Binary(_) => {
+                return Err((CLOSE_UNSUPPORTED, "binary frames are not accepted".into()));
+            }
+            Message::Close(_) => return Err((CLOSE_NORMAL, String::new())),
+            Message::Ping(_) | Message::Pong(_) => {}
+        }
+    }
+}
+
+/// Close reasons are limited to 123 bytes by the protocol.
+fn truncate(s: &str) -> String {
+    let mut end = s.len().min(120);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+/// Maps a read error to a close: oversized frames get 1009.
+fn read_error_close(e: &axum::Error) -> (u16, String) {
+    use std::error::Error as _;
+    let mut source = e.source();
+    while let Some(err) = source {
+        if let Some(tokio_tungstenite::tungstenite::Error::Capacity(_)) =
+            err.downcast_ref::<tokio_tungstenite::tungstenite::Error>()
+        {
+            metrics::counter!("moolai_edge_closes_total", "reason" => "too_big").increment(1);
+            return (CLOSE_TOO_BIG, "frame too large".into());
+        }
+        source = err.source();
+    }
+    (CLOSE_POLICY, "protocol error".into())
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from(reason),
+    };
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        socket.send(Message::Close(Some(frame))),
+    )
+    .await;
+    // Complete the close handshake: read (and discard) until the peer's close arrives, so the
+    // TCP close does not reset a connection with unread data and lose our close frame.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(m)) = socket.recv().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+async fn send(socket: &mut WebSocket, frame: &ServerFrame) -> bool {
+    // The write buffer is bounded (max_write_buffer_size): a client that stops reading makes
+    // this fail or stall, and the timeout turns a stall into a close.
+    matches!(
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            socket.send(Message::Text(frame.to_text().into()))
+        )
+        .await,
+        Ok(Ok(()))
+    )
+}
+
+/// Per-socket subjects, built once instead of per frame.
+struct SessionSubjects {
+    heartbeat: String,
+    frame: String,
+    disconnect: String,
+    delivery: String,
+}
+
+struct Session {
+    orchestrator_id: String,
+    organization_id: String,
+    session_id: String,
+    subjects: SessionSubjects,
+}
+
+async fn session(
+    edge: Arc<Edge>,
+    mut socket: WebSocket,
+    addr: SocketAddr,
+    bearer: Option<String>,
+    hello: Hello,
+) {
+    let started = Instant::now();
+    let session_id = uuid::Uuid::now_v7().to_string();
+    let request = HelloRequest {
+        orchestrator_id: hello.orchestrator_id.clone(),
+        organization_id: hello.organization_id.clone(),
+        name: hello.name,
+        location: hello.location,
+        features: hello.features,
+        metadata: hello.metadata,
+        dialect: hello.dialect,
+        auth_token: bearer.or(hello.auth_token),
+        session_id: session_id.clone(),
+        edge_id: edge.edge_id.clone(),
+        remote_addr: Some(addr.to_string()),
+    };
+    let reply: Result<HelloReply, BusError> = edge
+        .bus
+        .request(
+            edge.bus.subjects().hello(),
+            &request,
+            Duration::from_secs(edge.settings.hello_commit_timeout_sec),
+        )
+        .await;
+    let (provisioning, pending) = match reply {
+        Ok(HelloReply::Accepted {
+            provisioning,
+            pending_messages,
+        }) => (provisioning, pending_messages),
+        Ok(HelloReply::Rejected { code, message }) => {
+            metrics::counter!("moolai_edge_hellos_total", "outcome" => "rejected").increment(1);
+            let retry = code == "unavailable";
+            let _ = send(
+                &mut socket,
+                &ServerFrame::Error(ErrorFrame {
+                    code: code.clone(),
+                    message: message.clone(),
+                    retry_after_sec: retry.then_some(5),
+                }),
+            )
+            .await;
+            let close_code = if retry { CLOSE_TRY_AGAIN } else { CLOSE_POLICY };
+            close(
+                &mut socket,
+                close_code,
+                &truncate(&format!("hello rejected: {code}")),
+            )
+            .await;
+            return;
+        }
+        Err(e) => {
+            metrics::counter!("moolai_edge_hellos_total", "outcome" => "unavailable").increment(1);
+            tracing::warn!(error = %e, "hello not committed");
+            let _ = send(
+                &mut socket,
+                &ServerFrame::Error(ErrorFrame {
+                    code: "unavailable".into(),
+                    message: "the controller cannot register orchestrators right now; retry later"
+                        .into(),
+                    retry_after_sec: Some(5),
+                }),
+            )
+            .await;
+            close(
+                &mut socket,
+                CLOSE_TRY_AGAIN,
+                "controller unavailable, retry later",
+            )
+            .await;
+            return;
+        }
+    };
+    metrics::counter!("moolai_edge_hellos_total", "outcome" => "accepted").increment(1);
+    metrics::histogram!("moolai_edge_hello_seconds").record(started.elapsed().as_secs_f64());
+
+    let org = provisioning.organization_id.clone();
+    let id = provisioning.orchestrator_id.clone();
+    let subjects = edge.bus.subjects();
+    let s = Session {
+        subjects: SessionSubjects {
+            heartbeat: subjects.orchestrator(Kind::Heartbeat, &org, &id),
+            frame: subjects.orchestrator(Kind::Frame, &org, &id),
+            disconnect: subjects.orchestrator(Kind::Disconnect, &org, &id),
+            delivery: subjects.orchestrator(Kind::Delivery, &org, &id),
+        },
+        orchestrator_id: id,
+        organization_id: org,
+        session_id,
+    };
+
+    let (tx, mut rx) = mpsc::channel(edge.settings.ws_outbound_queue);
+    let kill = CancellationToken::new();
+    let handle = SocketHandle {
+        session_id: s.session_id.as_str().into(),
+        tx,
+        kill: kill.clone(),
+    };
+    if let Some(old) = edge.registry.insert(&s.orchestrator_id, handle) {
+        old.send(Outbound::Close {
+            code: CLOSE_REPLACED,
+            reason: "replaced by a newer connection".into(),
+            disconnect_reason: "replaced",
+        });
+    }
+
+    // handshake_ack is always the first frame; provisioning follows (level-triggered).
+    let ack = ServerFrame::HandshakeAck(HandshakeAck {
+        success: true,
+        orch_id: s.orchestrator_id.clone(),
+        orchestrator_id: s.orchestrator_id.clone(),
+        ts: now_rfc3339(),
+        organization_id: Some(s.organization_id.clone()),
+        session_id: Some(s.session_id.clone()),
+        heartbeat_interval_sec: Some(edge.settings.heartbeat_interval_sec),
+    });
+    let independent = provisioning.is_independent;
+    let mut ok = send(&mut socket, &ack).await
+        && send(
+            &mut socket,
+            &ServerFrame::Provisioning { data: provisioning },
+        )
+        .await;
+    if ok && independent {
+        ok = send(
+            &mut socket,
+            &ServerFrame::StopMonitoring(MonitoringChange {
+                orchestrator_id: s.orchestrator_id.clone(),
+                is_independent: true,
+                ts: now_rfc3339(),
+                reason: Some("orchestrator is in independence mode".into()),
+            }),
+        )
+        .await;
+    }
+    for message in pending {
+        if !ok {
+            break;
+        }
+        let message_id = message.id.clone();
+        ok = send(&mut socket, &ServerFrame::Message { data: message }).await;
+        if ok {
+            report_delivery(&edge, &s, message_id).await;
+        }
+    }
+
+    let end = if ok {
+        serve(&edge, &mut socket, &s, &mut rx, &kill).await
+    } else {
+        End::Disconnect {
+            close: None,
+            reason: "write_failed",
+        }
+    };
+    edge.registry
+        .remove_if_current(&s.orchestrator_id, &s.session_id);
+    match end {
+        End::Shutdown => close(&mut socket, CLOSE_GOING_AWAY, "edge shutting down").await,
+        End::Disconnect { close: c, reason } => {
+            if let Some((code, text)) = c {
+                close(&mut socket, code, &text).await;
+            }
+            metrics::counter!("moolai_edge_closes_total", "reason" => reason).increment(1);
+            let event = DisconnectEvent {
+                orchestrator_id: s.orchestrator_id.clone(),
+                organization_id: s.organization_id.clone(),
+                session_id: s.session_id.clone(),
+                edge_id: edge.edge_id.clone(),
+                reason: reason.to_owned(),
+                at: Utc::now(),
+            };
+            if let Err(e) = edge
+                .bus
+                .publish(s.subjects.disconnect.clone(), &event)
+                .await
+            {
+                tracing::warn!(error = %e, "disconnect not published; the TTL will expire the orchestrator");
+            }
+        }
+    }
+    tracing::debug!("socket closed");
+}
+
+async fn report_delivery(edge: &Edge, s: &Session, message_id: String) {
+    let event = DeliveryEvent {
+        orchestrator_id: s.orchestrator_id.clone(),
+        organization_id: s.organization_id.clone(),
+        message_id,
+        session_id: s.session_id.clone(),
+        at: Utc::now(),
+    };
+    if let Err(e) = edge.bus.publish(s.subjects.delivery.clone(), &event).await {
+        tracing::warn!(error = %e, "delivery not reported; the message will be sent again on reconnect");
+    }
+}
+
+/// Token bucket of frames per socket.
+struct RateLimit {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Instant,
+    /// Frames refused since the bucket last had room.
+    refused: u32,
+}
+
+impl RateLimit {
+    fn new(rate: u32, burst: u32) -> Self {
+        Self {
+            tokens: f64::from(burst),
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+            last: Instant::now(),
+            refused: 0,
+        }
+    }
+
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.refused = 0;
+            true
+        } else {
+            self.refused += 1;
+            false
+        }
+    }
+}
+
+async fn serve(
+    edge: &Edge,
+    socket: &mut WebSocket,
+    s: &Session,
+    rx: &mut mpsc::Receiver<Outbound>,
+    kill: &CancellationToken,
+) -> End {
+    let settings = &edge.settings;
+    let idle = Duration::from_secs(settings.ws_idle_timeout_sec);
+    let mut ticker = tokio::time::interval(Duration::from_secs(settings.controller_heartbeat_sec));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await; // the first tick is immediate
+    let mut last_inbound = Instant::now();
+    let mut limiter = RateLimit::new(settings.ws_rate_limit_per_sec, settings.ws_rate_limit_burst);
+    let mut invalid_in_a_row = 0u32;
+
+    loop {
+        tokio::select! {
+            () = edge.shutdown.cancelled() => return End::Shutdown,
+            () = kill.cancelled() => {
+                return End::Disconnect { close: Some((CLOSE_POLICY, "too slow: outbound queue full".into())), reason: "slow_consumer" };
+            }
+            out = rx.recv() => {
+                match out {
+                    Some(Outbound::Frame { frame, message_id }) => {
+                        if !send(socket, &frame).await {
+                            return End::Disconnect { close: None, reason: "write_failed" };
+                        }
+                        if let Some(id) = message_id {
+                            report_delivery(edge, s, id).await;
+                        }
+                    }
+                    Some(Outbound::Close { code, reason, disconnect_reason }) => {
+                        return End::Disconnect { close: Some((code, reason)), reason: disconnect_reason };
+                    }
+                    None => return End::Disconnect { close: None, reason: "internal" },
+                }
+            }
+            _ = ticker.tick() => {
+                if last_inbound.elapsed() > idle {
+                    return End::Disconnect { close: Some((CLOSE_NORMAL, "idle timeout".into())), reason: "idle_timeout" };
+                }
+                let hb = ServerFrame::ControllerHeartbeat { ts: now_rfc3339() };
+                if !send(socket, &hb).await || socket.send(Message::Ping(Default::default())).await.is_err() {
+                    return End::Disconnect { close: None, reason: "write_failed" };
+                }
+            }
+            incoming = socket.recv() => {
+                let message = match incoming {
+                    None => return End::Disconnect { close: None, reason: "client_closed" },
+                    Some(Err(e)) => {
+                        let (code, text) = read_error_close(&e);
+                        let reason = if code == CLOSE_TOO_BIG { "too_big" } else { "protocol_error" };
+                        return End::Disconnect { close: Some((code, text)), reason };
+                    }
+                    Some(Ok(m)) => m,
+                };
+                last_inbound = Instant::now();
+                let text = match message {
+                    Message::Text(t) => t,
+                    Message::Binary(_) => {
+                        return End::Disconnect { close: Some((CLOSE_UNSUPPORTED, "binary frames are not accepted".into())), reason: "protocol_error" };
+                    }
+                    Message::Close(_) => return End::Disconnect { close: None, reason: "client_closed" },
+                    Message::Ping(_) | Message::Pong(_) => continue,
+                };
+                if !limiter.allow() {
+                    metrics::counter!("moolai_edge_frames_refused_total", "reason" => "rate_limited").increment(1);
+                    if limiter.refused == 1 {
+                        let err = ServerFrame::Error(ErrorFrame {
+                            code: "rate_limited".into(),
+                            message: format!("more than {} frames per second; slow down", settings.ws_rate_limit_per_sec),
+                            retry_after_sec: Some(1),
+                        });
+                        let _ = send(socket, &err).await;
+                    }
+                    if limiter.refused > settings.ws_rate_limit_burst {
+                        return End::Disconnect { close: Some((CLOSE_POLICY, "rate limit exceeded".into())), reason: "rate_limited" };
+                    }
+                    continue;
+                }
+                let reply = match decode_client_frame(text.as_str()) {
+                    Decoded::Frame(frame) => {
+                        invalid_in_a_row = 0;
+                        handle_frame(edge, s, frame).await
+                    }
+                    Decoded::Unknown(t) => {
+                        invalid_in_a_row = 0;
+                        metrics::counter!("moolai_edge_frames_total", "type" => "unknown").increment(1);
+                        vec![ServerFrame::error("unknown_type", format!("unknown frame type {t:?}"))]
+                    }
+                    Decoded::Invalid(e) => {
+                        invalid_in_a_row += 1;
+                        metrics::counter!("moolai_edge_frames_total", "type" => "invalid").increment(1);
+                        if invalid_in_a_row >= settings.ws_max_invalid_frames {
+                            return End::Disconnect { close: Some((CLOSE_POLICY, "too many invalid frames".into())), reason: "protocol_error" };
+                        }
+                        vec![ServerFrame::error("invalid_frame", truncate(&e))]
+                    }
+                };
+                for frame in &reply {
+                    if !send(socket, frame).await {
+                        return End::Disconnect { close: None, reason: "write_failed" };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Handles one decoded frame; returns the frames to write back.
+async fn handle_frame(edge: &Edge, s: &Session, frame: ClientFrame) -> Vec<ServerFrame> {
+    metrics::counter!("moolai_edge_frames_total", "type" => frame.type_name()).increment(1);
+    if let Some(claimed) = frame.claimed_id()
+        && claimed != s.orchestrator_id
+    {
+        return vec![ServerFrame::error(
+            "orchestrator_mismatch",
+            format!(
+                "this socket is registered as {}, not {claimed}",
+                s.orchestrator_id
+            ),
+        )];
+    }
+    match frame {
+        ClientFrame::IAmAlive(beat) => {
+            let mut replies = Vec::new();
+            let usage = match beat.usage {
+                Some(u) => match u.validate() {
+                    Ok(()) => Some(u.into_entries()),
+                    Err(e) => {
+                        replies.push(ServerFrame::error(
+                            e.code,
+                            format!("usage ignored: {}", e.message),
+                        ));
+                        None
+                    }
+                },
+                None => None,
+            };
+            let event = HeartbeatEvent {
+                orchestrator_id: s.orchestrator_id.clone(),
+                organization_id: s.organization_id.clone(),
+                session_id: s.session_id.clone(),
+                received_at: Utc::now(),
+                edge_id: edge.edge_id.clone(),
+                usage,
+            };
+            if let Err(e) = edge.bus.publish(s.subjects.heartbeat.clone(), &event).await {
+                tracing::debug!(error = %e, "heartbeat not published");
+            }
+            replies
+        }
+        ClientFrame::Keepalive(_) => vec![ServerFrame::KeepaliveAck { ts: now_rfc3339() }],
+        ClientFrame::Register(_) | ClientFrame::Handshake(_) => vec![ServerFrame::error(
+            "already_registered",
+            "this socket already said hello; open a new socket to register another orchestrator",
+        )],
+        other => {
+            let request = FrameRequest {
+                orchestrator_id: s.orchestrator_id.clone(),
+                organization_id: s.organization_id.clone(),
+                session_id: s.session_id.clone(),
+                frame: other,
+            };
+            match edge
+                .bus
+                .request::<_, FrameReply>(
+                    s.subjects.frame.clone(),
+                    &request,
+                    moolai_bus::DEFAULT_REQUEST_TIMEOUT,
+                )
+                .await
+            {
+                Ok(reply) => reply.frames,
+                Err(e) => {
+                    tracing::warn!(error = %e, "frame not processed");
+                    vec![ServerFrame::Error(ErrorFrame {
+                        code: "unavailable".into(),
+                        message: "the controller could not process this frame; send it again later"
+                            .into(),
+                        retry_after_sec: Some(5),
+                    })]
+                }
+            }
+        }
+    }
+}

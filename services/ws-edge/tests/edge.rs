@@ -1,0 +1,417 @@
+//! The edge in-process against the real NATS, with a stand-in for the state service that
+//! answers hellos and frames. Covers the socket rules: close codes, limits, dialects,
+//! commands, replacement and shutdown.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use moolai_bus::events::{
+    Command, DisconnectEvent, FrameReply, HeartbeatEvent, HelloReply, HelloRequest,
+};
+use moolai_bus::{Bus, Kind, Subjects};
+use moolai_e2e::client::{TestSocket, connect_and_hello, handshake, register};
+use moolai_protocol::{MonitoringChange, Provisioning, ServerFrame};
+use moolai_ws_edge::EdgeSettings;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+const T: Duration = Duration::from_secs(5);
+
+fn settings() -> EdgeSettings {
+    serde_json::from_value(json!({
+        "controller_host": "127.0.0.1",
+        "ws_edge_port": 0,
+        "ws_edge_metrics_port": 0,
+        "edge_id": "edge-test",
+        "ws_max_frame_bytes": 4096,
+        "ws_hello_timeout_sec": 1,
+        "ws_rate_limit_per_sec": 20,
+        "ws_rate_limit_burst": 20,
+        "ws_max_invalid_frames": 5,
+        "ws_max_connections": 50,
+        "shutdown_grace_sec": 3
+    }))
+    .expect("settings")
+}
+
+struct Harness {
+    url: String,
+    http_url: String,
+    bus: Bus,
+    stop: CancellationToken,
+    edge: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts an edge; with `state`, also a stand-in state that accepts every hello
+/// (rejecting ids starting with `reject-`) and acknowledges every frame.
+async fn start(settings: EdgeSettings, state: bool) -> Harness {
+    let prefix = format!("edge{}", uuid::Uuid::new_v4().simple());
+    let bus = Bus::connect(
+        &moolai_e2e::nats_url(),
+        Subjects::new(&prefix).expect("prefix"),
+        "edge-test",
+    )
+    .await
+    .expect("nats");
+    if state {
+        let mut hellos = bus.subscribe(bus.subjects().hello()).await.expect("sub");
+        let mut frames = bus
+            .subscribe(bus.subjects().all(Kind::Frame))
+            .await
+            .expect("sub");
+        let b = bus.clone();
+        tokio::spawn(async move {
+            while let Some(d) = hellos.next().await {
+                let req: HelloRequest = d.json().expect("hello request");
+                let reply = if req.orchestrator_id.starts_with("reject-") {
+                    HelloReply::Rejected {
+                        code: "organization_mismatch".into(),
+                        message: "belongs elsewhere".into(),
+                    }
+                } else {
+                    HelloReply::Accepted {
+                        provisioning: Provisioning {
+                            orchestrator_id: req.orchestrator_id.clone(),
+                            organization_id: req
+                                .organization_id
+                                .clone()
+                                .unwrap_or_else(|| "org-t".into()),
+                            is_independent: req.orchestrator_id.starts_with("indep-"),
+                            monitoring_enabled: true,
+                            ..Provisioning::default()
+                        },
+                        pending_messages: vec![],
+                    }
+                };
+                b.respond(&d, &reply).await.expect("respond");
+            }
+        });
+        let b = bus.clone();
+        tokio::spawn(async move {
+            while let Some(d) = frames.next().await {
+                let reply = FrameReply {
+                    frames: vec![ServerFrame::Ack {
+                        ack_type: "frame".into(),
+                        id: None,
+                    }],
+                };
+                b.respond(&d, &reply).await.expect("respond");
+            }
+        });
+        bus.flush().await.expect("flush");
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let stop = CancellationToken::new();
+    let edge = tokio::spawn(moolai_ws_edge::launch_with_listener(
+        settings,
+        bus.clone(),
+        listener,
+        stop.clone(),
+    ));
+    Harness {
+        url: format!("ws://127.0.0.1:{port}/ws"),
+        http_url: format!("http://127.0.0.1:{port}/"),
+        bus,
+        stop,
+        edge,
+    }
+}
+
+#[tokio::test]
+async fn hello_in_both_dialects_and_heartbeats_are_published() {
+    let h = start(settings(), true).await;
+    let mut beats = h
+        .bus
+        .subscribe(h.bus.subjects().all(Kind::Heartbeat))
+        .await
+        .expect("sub");
+    h.bus.flush().await.expect("flush");
+
+    let (mut a, prov) = connect_and_hello(&h.url, &register("orch-1", "org-9"), T)
+        .await
+        .expect("hello");
+    assert_eq!(prov["data"]["organization_id"], "org-9");
+    a.send(&json!({"type": "i_am_alive", "orchestrator_id": "orch-1"}))
+        .await
+        .expect("send");
+    let m = tokio::time::timeout(T, beats.next())
+        .await
+        .expect("beat")
+        .expect("msg");
+    assert_eq!(
+        m.subject,
+        h.bus
+            .subjects()
+            .orchestrator(Kind::Heartbeat, "org-9", "orch-1")
+    );
+    let ev: HeartbeatEvent = m.json().expect("json");
+    assert_eq!(ev.edge_id, "edge-test");
+
+    // Deployed dialect at `/`, heartbeat without an id.
+    let root = h.url.trim_end_matches("/ws").to_owned() + "/";
+    let (mut b, _) = connect_and_hello(&root, &handshake("orch-2"), T)
+        .await
+        .expect("hello");
+    b.send(&json!({"type": "i_am_alive", "timestamp": "t"}))
+        .await
+        .expect("send");
+    let m = tokio::time::timeout(T, beats.next())
+        .await
+        .expect("beat")
+        .expect("msg");
+    assert_eq!(
+        m.subject,
+        h.bus
+            .subjects()
+            .orchestrator(Kind::Heartbeat, "org-t", "orch-2")
+    );
+
+    // Other frames go to state as requests and its answer comes back.
+    b.send(&json!({"type": "provisioning_request"}))
+        .await
+        .expect("send");
+    let ack = b.expect("ack", T).await.expect("ack");
+    assert_eq!(ack["ack_type"], "frame");
+    // Unknown types get an error and the socket stays open.
+    b.send(&json!({"type": "from_the_future"}))
+        .await
+        .expect("send");
+    assert_eq!(
+        b.expect("error", T).await.expect("error")["code"],
+        "unknown_type"
+    );
+    b.send(&json!({"type": "keepalive"})).await.expect("send");
+    b.expect("keepalive_ack", T).await.expect("still open");
+    h.stop.cancel();
+}
+
+#[tokio::test]
+async fn independent_orchestrators_get_stop_monitoring_on_connect() {
+    let h = start(settings(), true).await;
+    let (mut s, prov) = connect_and_hello(&h.url, &register("indep-1", "org"), T)
+        .await
+        .expect("hello");
+    assert_eq!(prov["data"]["is_independent"], true);
+    let stop = s
+        .expect("stop_monitoring", T)
+        .await
+        .expect("stop_monitoring");
+    assert_eq!(stop["is_independent"], true);
+    h.stop.cancel();
+}
+
+#[tokio::test]
+async fn bad_first_frames_close_with_1008_1003_and_timeouts() {
+    let h = start(settings(), true).await;
+    // no hello within the (1 s) deadline
+    let mut s = TestSocket::connect(&h.url).await.expect("connect");
+    let c = s.expect_close(T).await.expect("close");
+    assert_eq!(c.code, 1008);
+    assert!(c.reason.contains("within 1s"), "{c:?}");
+    // first frame is not a hello
+    let mut s = TestSocket::connect(&h.url).await.expect("connect");
+    s.send(&json!({"type": "i_am_alive", "orchestrator_id": "x"}))
+        .await
+        .expect("send");
+    assert_eq!(s.expect_close(T).await.expect("close").code, 1008);
+    // garbage first frame
+    let mut s = TestSocket::connect(&h.url).await.expect("connect");
+    s.send_raw(Message::text("{not json")).await.expect("send");
+    assert_eq!(s.expect_close(T).await.expect("close").code, 1008);
+    // hostile id
+    let mut s = TestSocket::connect(&h.url).await.expect("connect");
+    s.send(&json!({"type": "register", "orchestrator_id": "a.>"}))
+        .await
+        .expect("send");
+    let c = s.expect_close(T).await.expect("close");
+    assert_eq!(c.code, 1008);
+    assert!(c.reason.contains("invalid hello"), "{c:?}");
+    // binary frame
+    let mut s = TestSocket::connect(&h.url).await.expect("connect");
+    s.send_raw(Message::binary(vec![1, 2, 3]))
+        .await
+        .expect("send");
+    assert_eq!(s.expect_close(T).await.expect("close").code, 1003);
+    // rejected by state
+    let mut s = TestSocket::connect(&h.url).await.expect("connect");
+    s.send(&register("reject-1", "org")).await.expect("send");
+    assert_eq!(
+        s.expect("error", T).await.expect("error")["code"],
+        "organization_mismatch"
+    );
+    assert_eq!(s.expect_close(T).await.expect("close").code, 1008);
+    h.stop.cancel();
+}
+
+#[tokio::test]
+async fn hello_without_a_state_service_asks_to_retry_with_1013() {
+    let h = start(settings(), false).await;
+    let mut s = TestSocket::connect(&h.url).await.expect("connect");
+    s.send(&register("orch-1", "org")).await.expect("send");
+    let err = s
+        .expect("error", Duration::from_secs(15))
+        .await
+        .expect("error");
+    assert_eq!(err["code"], "unavailable");
+    assert_eq!(err["retry_after_sec"], 5);
+    assert_eq!(s.expect_close(T).await.expect("close").code, 1013);
+    h.stop.cancel();
+}
+
+#[tokio::test]
+async fn oversized_binary_flooding_and_garbage_close_the_socket() {
+    let h = start(settings(), true).await;
+    let (mut s, _) = connect_and_hello(&h.url, &register("big", "org"), T)
+        .await
+        .expect("hello");
+    let big = json!({"type": "update_metadata", "metadata": {"x": "y".repeat(8000)}});
+    s.send(&big).await.expect("send");
+    assert_eq!(s.expect_close(T).await.expect("close").code, 1009);
+
+    let (mut s, _) = connect_and_hello(&h.url, &register("bin", "org"), T)
+        .await
+        .expect("hello");
+    s.send_raw(Message::binary(vec![0u8; 10]))
+        .await
+        .expect("send");
+    assert_eq!(s.expect_close(T).await.expect("close").code, 1003);
+
+    let (mut s, _) = connect_and_hello(&h.url, &register("flood", "org"), T)
+        .await
+        .expect("hello");
+    for _ in 0..200 {
+        if s.send(&json!({"type": "keepalive"})).await.is_err() {
+            break;
+        }
+    }
+    let err = s.expect("error", T).await.expect("rate limited error");
+    assert_eq!(err["code"], "rate_limited");
+    let c = s.expect_close(T).await.expect("close");
+    assert_eq!(c.code, 1008);
+    assert!(c.reason.contains("rate"), "{c:?}");
+
+    let (mut s, _) = connect_and_hello(&h.url, &register("garbage", "org"), T)
+        .await
+        .expect("hello");
+    for _ in 0..5 {
+        s.send_raw(Message::text("nope")).await.expect("send");
+    }
+    let c = s.expect_close(T).await.expect("close");
+    assert_eq!(c.code, 1008);
+    assert!(c.reason.contains("invalid"), "{c:?}");
+    h.stop.cancel();
+}
+
+#[tokio::test]
+async fn commands_reach_the_socket_and_a_newer_session_replaces_the_old() {
+    let h = start(settings(), true).await;
+    let mut disconnects = h
+        .bus
+        .subscribe(h.bus.subjects().all(Kind::Disconnect))
+        .await
+        .expect("sub");
+    h.bus.flush().await.expect("flush");
+    let (mut old, _) = connect_and_hello(&h.url, &register("dup", "org"), T)
+        .await
+        .expect("hello");
+
+    let cmd = Command::Send {
+        frame: ServerFrame::StopMonitoring(MonitoringChange {
+            orchestrator_id: "dup".into(),
+            is_independent: true,
+            ts: "now".into(),
+            reason: None,
+        }),
+        message_id: None,
+    };
+    let started = std::time::Instant::now();
+    h.bus
+        .publish(
+            h.bus.subjects().orchestrator(Kind::Command, "org", "dup"),
+            &cmd,
+        )
+        .await
+        .expect("publish");
+    old.expect("stop_monitoring", T)
+        .await
+        .expect("command delivered");
+    assert!(started.elapsed() < T);
+
+    let (_new, _) = connect_and_hello(&h.url, &register("dup", "org"), T)
+        .await
+        .expect("second hello");
+    let c = old.expect_close(T).await.expect("old closed");
+    assert_eq!(c.code, 4000);
+    let m = tokio::time::timeout(T, disconnects.next())
+        .await
+        .expect("disconnect")
+        .expect("msg");
+    let ev: DisconnectEvent = m.json().expect("json");
+    assert_eq!(ev.reason, "replaced");
+
+    // Close command (deregistration).
+    let close = Command::Close {
+        code: 4004,
+        reason: "deregistered".into(),
+    };
+    h.bus
+        .publish(
+            h.bus.subjects().orchestrator(Kind::Command, "org", "dup"),
+            &close,
+        )
+        .await
+        .expect("publish");
+    h.stop.cancel();
+}
+
+#[tokio::test]
+async fn shutdown_closes_sockets_with_1001_and_reports_no_disconnect() {
+    let h = start(settings(), true).await;
+    let mut disconnects = h
+        .bus
+        .subscribe(h.bus.subjects().all(Kind::Disconnect))
+        .await
+        .expect("sub");
+    h.bus.flush().await.expect("flush");
+    let (mut a, _) = connect_and_hello(&h.url, &register("s1", "org"), T)
+        .await
+        .expect("hello");
+    let (mut b, _) = connect_and_hello(&h.url, &handshake("s2"), T)
+        .await
+        .expect("hello");
+    h.stop.cancel();
+    assert_eq!(a.expect_close(T).await.expect("close").code, 1001);
+    assert_eq!(b.expect_close(T).await.expect("close").code, 1001);
+    tokio::time::timeout(T, h.edge)
+        .await
+        .expect("edge stopped in time")
+        .expect("join")
+        .expect("clean exit");
+    let extra = tokio::time::timeout(Duration::from_millis(300), disconnects.next()).await;
+    assert!(extra.is_err(), "shutdown reported a disconnect: {extra:?}");
+}
+
+#[tokio::test]
+async fn admission_control_refuses_upgrades_past_the_cap() {
+    let mut s = settings();
+    s.ws_max_connections = 1;
+    let h = start(s, true).await;
+    let (_a, _) = connect_and_hello(&h.url, &register("only", "org"), T)
+        .await
+        .expect("hello");
+    let err = TestSocket::connect(&h.url)
+        .await
+        .err()
+        .expect("second upgrade refused");
+    assert!(format!("{err:#}").contains("503"), "{err:#}");
+    // A plain GET without upgrade is told what this endpoint is.
+    let r = reqwest::get(&h.http_url).await.expect("get");
+    assert_eq!(r.status().as_u16(), 426);
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "upgrade_required");
+    h.stop.cancel();
+}
