@@ -96,7 +96,11 @@ fn client_addr(parts: &Parts) -> Option<String> {
 }
 
 /// Middleware of the bearer-only routes.
-pub async fn require_bearer(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn require_bearer(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     authenticate_then(&state, request, next, false).await
 }
 
@@ -110,7 +114,12 @@ pub async fn require_bearer_or_query(
     authenticate_then(&state, request, next, true).await
 }
 
-async fn authenticate_then(state: &AppState, request: Request, next: Next, allow_query: bool) -> Response {
+async fn authenticate_then(
+    state: &AppState,
+    request: Request,
+    next: Next,
+    allow_query: bool,
+) -> Response {
     let (mut parts, body) = request.into_parts();
     let token = match bearer_token(&parts, allow_query) {
         Ok(t) => t,
@@ -136,9 +145,9 @@ fn bearer_token(parts: &Parts, allow_query: bool) -> Result<String, ApiError> {
         let value = value
             .to_str()
             .map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
-        let (scheme, token) = value
-            .split_once(' ')
-            .ok_or_else(|| ApiError::Unauthorized("expected Authorization: Bearer <token>".into()))?;
+        let (scheme, token) = value.split_once(' ').ok_or_else(|| {
+            ApiError::Unauthorized("expected Authorization: Bearer <token>".into())
+        })?;
         let token = token.trim();
         if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
             return Err(ApiError::Unauthorized(
@@ -231,7 +240,10 @@ mod tests {
         assert_eq!(a.len(), 64);
         assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, b);
-        assert_eq!(hash_token("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            hash_token("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

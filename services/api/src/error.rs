@@ -185,6 +185,9 @@ mod tests {
         assert_eq!(e.public_message(), "internal error");
         let e = ApiError::Unavailable("postgres://u:p@h".into());
         assert!(!e.public_message().contains("postgres"));
-        assert_eq!(ApiError::bad_request("page must be ≥ 1").public_message(), "page must be ≥ 1");
+        assert_eq!(
+            ApiError::bad_request("page must be ≥ 1").public_message(),
+            "page must be ≥ 1"
+        );
     }
 }

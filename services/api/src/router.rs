@@ -86,7 +86,10 @@ fn bearer_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::logout))
         .routes(routes!(auth::me))
         .routes(routes!(controller::overview))
-        .routes(routes!(controller::list_organizations, controller::create_organization))
+        .routes(routes!(
+            controller::list_organizations,
+            controller::create_organization
+        ))
         .routes(routes!(controller::get_organization))
         .routes(routes!(controller::list_orchestrators))
         .routes(routes!(controller::list_orchestrator_instances))
@@ -95,11 +98,17 @@ fn bearer_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(controller::list_connections))
         .routes(routes!(controller::costs))
         .routes(routes!(controller::audit_log))
-        .routes(routes!(orchestrators::set_independence, orchestrators::get_independence))
+        .routes(routes!(
+            orchestrators::set_independence,
+            orchestrators::get_independence
+        ))
         .routes(routes!(orchestrators::update_config))
         .routes(routes!(orchestrators::register))
         .routes(routes!(orchestrators::deregister))
-        .routes(routes!(messages::create_message, messages::list_orchestrator_messages))
+        .routes(routes!(
+            messages::create_message,
+            messages::list_orchestrator_messages
+        ))
         .routes(routes!(messages::list_messages))
         .routes(routes!(messages::update_message_status))
 }
@@ -116,7 +125,10 @@ fn assemble(state: Option<&AppState>) -> (Router<AppState>, OpenApi) {
     secure(bearer.get_openapi_mut());
     secure(stream.get_openapi_mut());
     if let Some(state) = state {
-        bearer = bearer.route_layer(middleware::from_fn_with_state(state.clone(), require_bearer));
+        bearer = bearer.route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_bearer,
+        ));
         stream = stream.route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_bearer_or_query,
@@ -140,21 +152,24 @@ fn secure(doc: &mut OpenApi) {
     for item in doc.paths.paths.values_mut() {
         for op in operations_mut(item) {
             op.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
-            op.responses.responses.entry("401".to_owned()).or_insert_with(|| {
-                RefOr::T(
-                    utoipa::openapi::ResponseBuilder::new()
-                        .description("Missing, invalid or expired bearer token")
-                        .content(
-                            "application/json",
-                            utoipa::openapi::ContentBuilder::new()
-                                .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
-                                    "ErrorBody",
-                                ))))
-                                .build(),
-                        )
-                        .build(),
-                ) as RefOr<DocResponse>
-            });
+            op.responses
+                .responses
+                .entry("401".to_owned())
+                .or_insert_with(|| {
+                    RefOr::T(
+                        utoipa::openapi::ResponseBuilder::new()
+                            .description("Missing, invalid or expired bearer token")
+                            .content(
+                                "application/json",
+                                utoipa::openapi::ContentBuilder::new()
+                                    .schema(Some(RefOr::Ref(
+                                        utoipa::openapi::Ref::from_schema_name("ErrorBody"),
+                                    )))
+                                    .build(),
+                            )
+                            .build(),
+                    ) as RefOr<DocResponse>
+                });
         }
     }
 }
@@ -233,7 +248,9 @@ async fn json_method_not_allowed(request: Request, next: Next) -> Response {
     let allow = response.headers().get(axum::http::header::ALLOW).cloned();
     let mut replaced = ApiError::MethodNotAllowed.into_response();
     if let Some(allow) = allow {
-        replaced.headers_mut().insert(axum::http::header::ALLOW, allow);
+        replaced
+            .headers_mut()
+            .insert(axum::http::header::ALLOW, allow);
     }
     replaced
 }
@@ -282,11 +299,7 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
     let allow = if origins.iter().any(|o| o == "*") {
         AllowOrigin::any()
     } else {
-        AllowOrigin::list(
-            origins
-                .iter()
-                .filter_map(|o| HeaderValue::from_str(o).ok()),
-        )
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
     };
     Some(
         CorsLayer::new()

@@ -159,7 +159,10 @@ impl ApiSettings {
         if self.controller_port != 0 && self.controller_port == self.api_metrics_port {
             return Err(invalid(
                 "API_METRICS_PORT",
-                format!("must differ from CONTROLLER_PORT ({})", self.controller_port),
+                format!(
+                    "must differ from CONTROLLER_PORT ({})",
+                    self.controller_port
+                ),
             ));
         }
         if !SESSION_TTL_RANGE.contains(&self.session_ttl_sec) {
@@ -191,9 +194,7 @@ impl ApiSettings {
                     "must be set when MOOLAI_ADMIN_PASSWORD is set".into(),
                 ));
             }
-            (Some(user), Some(_))
-                if user.len() > 255 || user.chars().any(char::is_control) =>
-            {
+            (Some(user), Some(_)) if user.len() > 255 || user.chars().any(char::is_control) => {
                 return Err(invalid(
                     "MOOLAI_ADMIN_USERNAME",
                     "must be at most 255 bytes without control characters".into(),
@@ -201,11 +202,11 @@ impl ApiSettings {
             }
             _ => {}
         }
-        if self
-            .dev_bearer_token
-            .as_ref()
-            .is_some_and(|t| t.expose_secret().chars().any(|c| c.is_whitespace() || c.is_control()))
-        {
+        if self.dev_bearer_token.as_ref().is_some_and(|t| {
+            t.expose_secret()
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        }) {
             return Err(invalid(
                 "DEV_BEARER_TOKEN",
                 "must not contain whitespace or control characters".into(),
@@ -275,7 +276,10 @@ mod tests {
         };
         assert!(matches!(
             s.validate(),
-            Err(ConfigError::Invalid { var: "MOOLAI_ADMIN_PASSWORD", .. })
+            Err(ConfigError::Invalid {
+                var: "MOOLAI_ADMIN_PASSWORD",
+                ..
+            })
         ));
         let s = ApiSettings {
             cors_allowed_origins: Some("https://a.example, ftp://b".into()),
@@ -283,7 +287,10 @@ mod tests {
         };
         assert!(matches!(
             s.validate(),
-            Err(ConfigError::Invalid { var: "CORS_ALLOWED_ORIGINS", .. })
+            Err(ConfigError::Invalid {
+                var: "CORS_ALLOWED_ORIGINS",
+                ..
+            })
         ));
         let s = ApiSettings {
             cors_allowed_origins: Some("https://a.example, http://localhost:5173".into()),

@@ -123,10 +123,12 @@ pub async fn run(
     bus: Bus,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let host: IpAddr = settings
-        .controller_host
-        .parse()
-        .with_context(|| format!("CONTROLLER_HOST={} is not an IP address", settings.controller_host))?;
+    let host: IpAddr = settings.controller_host.parse().with_context(|| {
+        format!(
+            "CONTROLLER_HOST={} is not an IP address",
+            settings.controller_host
+        )
+    })?;
     let listener = TcpListener::bind((host, settings.controller_port))
         .await
         .with_context(|| {
@@ -206,11 +208,12 @@ pub async fn serve_from_env() -> anyhow::Result<()> {
     let env = load_environment()?;
     let _telemetry = moolai_telemetry::init("moolai-api")?;
     let store = connect_store(&env.database, &env.liveness).await?;
-    store.check_migrations().await.context(
-        "the database schema is not at this version: run `moolai-api migrate` first",
-    )?;
-    let subjects = Subjects::new(&env.nats.nats_subject_prefix)
-        .context("invalid NATS_SUBJECT_PREFIX")?;
+    store
+        .check_migrations()
+        .await
+        .context("the database schema is not at this version: run `moolai-api migrate` first")?;
+    let subjects =
+        Subjects::new(&env.nats.nats_subject_prefix).context("invalid NATS_SUBJECT_PREFIX")?;
     let bus = Bus::connect(&env.nats.nats_url, subjects, "moolai-api").await?;
     let shutdown = moolai_config::shutdown_token();
     run(env.api, env.liveness, Arc::new(store), bus, shutdown).await
@@ -226,7 +229,10 @@ pub async fn migrate_from_env() -> anyhow::Result<()> {
     database.validate()?;
     let _telemetry = moolai_telemetry::init("moolai-api")?;
     let store = connect_store(&database, &liveness).await?;
-    store.migrate().await.context("applying the migrations failed")?;
+    store
+        .migrate()
+        .await
+        .context("applying the migrations failed")?;
     tracing::info!(database = %database.display_url(), "migrations applied");
     Ok(())
 }

@@ -63,11 +63,16 @@ impl AppState {
     /// Publishes a command for the edge holding the orchestrator's socket. Commands are
     /// level-triggered (the orchestrator receives the current state on its next hello), so a
     /// lost command is repaired on reconnect; a failure is logged and counted.
-    pub async fn publish_command(&self, organization_id: &str, orchestrator_id: &str, command: &Command) {
-        let subject = self
-            .bus
-            .subjects()
-            .orchestrator(Kind::Command, organization_id, orchestrator_id);
+    pub async fn publish_command(
+        &self,
+        organization_id: &str,
+        orchestrator_id: &str,
+        command: &Command,
+    ) {
+        let subject =
+            self.bus
+                .subjects()
+                .orchestrator(Kind::Command, organization_id, orchestrator_id);
         if let Err(e) = self.bus.publish(subject, command).await {
             metrics::counter!("api_bus_publish_failures_total", "kind" => "command").increment(1);
             tracing::error!(error = %e, %orchestrator_id, "command not published");

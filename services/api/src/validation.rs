@@ -19,7 +19,11 @@ pub const MAX_FILTER_LEN: usize = 128;
 ///
 /// # Errors
 /// [`ApiError::BadRequest`] naming the parameter.
-pub fn page(page: Option<i64>, page_size: Option<i64>, default_size: u32) -> Result<(u32, u32), ApiError> {
+pub fn page(
+    page: Option<i64>,
+    page_size: Option<i64>,
+    default_size: u32,
+) -> Result<(u32, u32), ApiError> {
     let page = page.unwrap_or(1);
     if !(1..=MAX_PAGE).contains(&page) {
         return Err(ApiError::bad_request(format!(
@@ -156,7 +160,12 @@ mod tests {
     fn pages() {
         assert_eq!(page(None, None, 10).unwrap(), (1, 10));
         assert_eq!(page(Some(3), Some(100), 10).unwrap(), (3, 100));
-        for (p, s) in [(Some(0), None), (Some(-1), None), (None, Some(0)), (None, Some(101))] {
+        for (p, s) in [
+            (Some(0), None),
+            (Some(-1), None),
+            (None, Some(0)),
+            (None, Some(101)),
+        ] {
             assert_eq!(page(p, s, 10).unwrap_err().status().as_u16(), 400);
         }
         assert_eq!(limit(None, 100, 500).unwrap(), 100);
@@ -178,6 +187,11 @@ mod tests {
         assert_eq!(text_filter("search", Some(String::new())).unwrap(), None);
         assert!(text_filter("search", Some("x".repeat(129))).is_err());
         assert!(text_filter("search", Some("a\u{0}".into())).is_err());
-        assert_eq!(text_filter("search", Some("ünï".into())).unwrap().as_deref(), Some("ünï"));
+        assert_eq!(
+            text_filter("search", Some("ünï".into()))
+                .unwrap()
+                .as_deref(),
+            Some("ünï")
+        );
     }
 }

@@ -14,7 +14,10 @@ pub async fn handle(ctx: &StateContext, delivery: Delivery) {
         Ok(r) => r,
         Err(e) => {
             let reply = FrameReply {
-                frames: vec![ServerFrame::error("invalid_frame", format!("undecodable frame request: {e}"))],
+                frames: vec![ServerFrame::error(
+                    "invalid_frame",
+                    format!("undecodable frame request: {e}"),
+                )],
             };
             let _ = ctx.bus.respond(&delivery, &reply).await;
             return;
@@ -42,7 +45,9 @@ pub async fn handle(ctx: &StateContext, delivery: Delivery) {
 fn store_error_frame(e: &StoreError) -> ServerFrame {
     match e {
         StoreError::NotFound(what) => ServerFrame::error("not_found", format!("{what} not found")),
-        StoreError::Invalid(m) | StoreError::Conflict(m) => ServerFrame::error("invalid_frame", m.clone()),
+        StoreError::Invalid(m) | StoreError::Conflict(m) => {
+            ServerFrame::error("invalid_frame", m.clone())
+        }
         StoreError::Unavailable(_) | StoreError::Other(_) => {
             tracing::warn!(error = %e, "frame not stored");
             ServerFrame::Error(moolai_protocol::ErrorFrame {
@@ -61,7 +66,10 @@ fn ack(kind: &str, id: Option<String>) -> ServerFrame {
     }
 }
 
-async fn process(ctx: &StateContext, request: FrameRequest) -> Result<Vec<ServerFrame>, StoreError> {
+async fn process(
+    ctx: &StateContext,
+    request: FrameRequest,
+) -> Result<Vec<ServerFrame>, StoreError> {
     let id = request.orchestrator_id.as_str();
     let not_registered = || {
         Ok(vec![ServerFrame::error(
@@ -88,7 +96,10 @@ async fn process(ctx: &StateContext, request: FrameRequest) -> Result<Vec<Server
         },
         ClientFrame::UpdateMetadata(u) => {
             let Value::Object(map) = u.metadata else {
-                return Ok(vec![ServerFrame::error("invalid_frame", "metadata must be a JSON object")]);
+                return Ok(vec![ServerFrame::error(
+                    "invalid_frame",
+                    "metadata must be a JSON object",
+                )]);
             };
             if ctx.store.update_metadata(id, &map).await? {
                 Ok(vec![ack("update_metadata", None)])
@@ -116,7 +127,9 @@ async fn process(ctx: &StateContext, request: FrameRequest) -> Result<Vec<Server
                     orchestrator_id: id.to_owned(),
                     message_type: m.message_type,
                     content: m.content,
-                    metadata: m.metadata.unwrap_or_else(|| Value::Object(serde_json::Map::new())),
+                    metadata: m
+                        .metadata
+                        .unwrap_or_else(|| Value::Object(serde_json::Map::new())),
                     source: "orchestrator".into(),
                     actor: Actor {
                         name: format!("orchestrator:{id}"),

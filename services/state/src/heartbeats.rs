@@ -96,7 +96,10 @@ impl HeartbeatBatcher {
                     sum.output_tokens =
                         sum.output_tokens.saturating_add(clamp_i64(e.output_tokens));
                     sum.cost += e.cost;
-                    sum.at = Some(sum.at.map_or(event.received_at, |t| t.max(event.received_at)));
+                    sum.at = Some(
+                        sum.at
+                            .map_or(event.received_at, |t| t.max(event.received_at)),
+                    );
                 }
             }
             p.beats.len()

@@ -71,10 +71,10 @@ async fn register(ctx: &StateContext, request: HelloRequest) -> HelloReply {
             let command = Command::SessionStarted {
                 session_id: request.session_id,
             };
-            let subject = ctx
-                .bus
-                .subjects()
-                .orchestrator(Kind::Command, &org, &request.orchestrator_id);
+            let subject =
+                ctx.bus
+                    .subjects()
+                    .orchestrator(Kind::Command, &org, &request.orchestrator_id);
             if let Err(e) = ctx.bus.publish(subject, &command).await {
                 tracing::warn!(error = %e, "session_started command not published");
             }

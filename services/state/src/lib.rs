@@ -235,7 +235,11 @@ pub async fn launch(
     }
 
     let batcher = heartbeats::HeartbeatBatcher::new(&ctx.settings);
-    tracker.spawn(heartbeats::consume(batcher.clone(), beats, shutdown.clone()));
+    tracker.spawn(heartbeats::consume(
+        batcher.clone(),
+        beats,
+        shutdown.clone(),
+    ));
     tracker.spawn(heartbeats::flush_loop(
         ctx.clone(),
         batcher,

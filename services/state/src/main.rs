@@ -50,7 +50,10 @@ async fn main() -> anyhow::Result<()> {
     let bus = Bus::connect(&nats.nats_url, subjects, "moolai-state").await?;
 
     let shutdown = moolai_config::shutdown_token();
-    let metrics_addr = format!("{}:{}", settings.controller_host, settings.state_metrics_port);
+    let metrics_addr = format!(
+        "{}:{}",
+        settings.controller_host, settings.state_metrics_port
+    );
     let listener = tokio::net::TcpListener::bind(&metrics_addr)
         .await
         .with_context(|| format!("cannot bind STATE_METRICS_PORT at {metrics_addr}"))?;

@@ -9,8 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::StateContext;
 
 pub async fn run(ctx: StateContext, stop: CancellationToken) {
-    let mut ticker =
-        tokio::time::interval(Duration::from_secs(ctx.settings.sweep_interval_sec));
+    let mut ticker = tokio::time::interval(Duration::from_secs(ctx.settings.sweep_interval_sec));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_skip: Option<String> = None;
     loop {

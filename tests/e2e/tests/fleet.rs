@@ -107,7 +107,10 @@ async fn fleet_end_to_end() {
                 .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
                 .sum::<f64>();
         }
-        assert!(written >= 1.0, "no heartbeat writes counted by either state replica");
+        assert!(
+            written >= 1.0,
+            "no heartbeat writes counted by either state replica"
+        );
         let api = stack.scrape("api").await.expect("api metrics");
         assert!(api.contains("# TYPE"), "{api}");
     }

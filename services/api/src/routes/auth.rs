@@ -47,7 +47,15 @@ pub async fn login(
         .take(255)
         .collect();
     let Some((username, password)) = state.settings.admin_credential() else {
-        audit_login(&state, None, client_addr, &attempted, false, "login_disabled").await;
+        audit_login(
+            &state,
+            None,
+            client_addr,
+            &attempted,
+            false,
+            "login_disabled",
+        )
+        .await;
         return Err(ApiError::Forbidden(
             "login is disabled on this controller: no operator credential is configured".into(),
         ));
@@ -56,8 +64,18 @@ pub async fn login(
     let user_ok = auth::secrets_equal(&body.username, username);
     let password_ok = auth::secrets_equal(&body.password, password.expose_secret());
     if !(user_ok & password_ok) {
-        audit_login(&state, None, client_addr, &attempted, false, "bad_credentials").await;
-        return Err(ApiError::Unauthorized("invalid username or password".into()));
+        audit_login(
+            &state,
+            None,
+            client_addr,
+            &attempted,
+            false,
+            "bad_credentials",
+        )
+        .await;
+        return Err(ApiError::Unauthorized(
+            "invalid username or password".into(),
+        ));
     }
 
     let token = auth::new_session_token();
@@ -118,7 +136,10 @@ async fn audit_login(
     responses((status = 200, description = "Logged out", body = MessageOnly))
 )]
 #[instrument(skip_all)]
-pub async fn logout(State(state): State<AppState>, principal: Principal) -> Result<Json<MessageOnly>, ApiError> {
+pub async fn logout(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<MessageOnly>, ApiError> {
     if let Credential::Session { token_hash, .. } = &principal.credential {
         state.store.delete_session(token_hash).await?;
     }

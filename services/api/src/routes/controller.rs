@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use moolai_protocol::{Status, validate_text};
 use moolai_store::{
-    AuditQuery, AuditRecord, ConnectionRecord, CostQuery, CostReport, Granularity,
-    NewOrganization, OrchestratorQuery, OrchestratorRecord, OrganizationRecord, Overview, Page,
+    AuditQuery, AuditRecord, ConnectionRecord, CostQuery, CostReport, Granularity, NewOrganization,
+    OrchestratorQuery, OrchestratorRecord, OrganizationRecord, Overview, Page,
 };
 use serde::Deserialize;
 use tracing::instrument;
@@ -37,7 +37,9 @@ const MAX_COST_RANGE_DAYS: i64 = 400;
     responses((status = 200, description = "Fleet statistics", body = DataResponse<Overview>))
 )]
 #[instrument(skip_all)]
-pub async fn overview(State(state): State<AppState>) -> Result<Json<DataResponse<Overview>>, ApiError> {
+pub async fn overview(
+    State(state): State<AppState>,
+) -> Result<Json<DataResponse<Overview>>, ApiError> {
     Ok(DataResponse::json(state.store.overview().await?))
 }
 
@@ -307,7 +309,10 @@ pub async fn list_connections(
     let limit = validation::limit(q.limit, 50, 200)?;
     existing_orchestrator(&state, &orchestrator_id).await?;
     Ok(DataResponse::json(
-        state.store.list_connections(&orchestrator_id, limit).await?,
+        state
+            .store
+            .list_connections(&orchestrator_id, limit)
+            .await?,
     ))
 }
 
@@ -386,7 +391,11 @@ fn parse_instant(field: &str, s: &str, end_of_day: bool) -> Result<DateTime<Utc>
     }
     let bad = || ApiError::bad_request(format!("{field} must be an RFC 3339 time or YYYY-MM-DD"));
     let date = NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| bad())?;
-    let date = if end_of_day { date.succ_opt().ok_or_else(bad)? } else { date };
+    let date = if end_of_day {
+        date.succ_opt().ok_or_else(bad)?
+    } else {
+        date
+    };
     Ok(date.and_hms_opt(0, 0, 0).ok_or_else(bad)?.and_utc())
 }
 

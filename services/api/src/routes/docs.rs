@@ -14,5 +14,8 @@ use crate::state::AppState;
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object))
 )]
 pub async fn openapi_json(State(state): State<AppState>) -> impl IntoResponse {
-    ([(CONTENT_TYPE, "application/json")], state.openapi_json.clone())
+    (
+        [(CONTENT_TYPE, "application/json")],
+        state.openapi_json.clone(),
+    )
 }

@@ -195,7 +195,9 @@ mod tests {
             return String::new();
         };
         let body = Sse::new(futures::stream::iter([Ok::<_, Infallible>(e)])).into_response();
-        let bytes = axum::body::to_bytes(body.into_body(), 1 << 20).await.unwrap();
+        let bytes = axum::body::to_bytes(body.into_body(), 1 << 20)
+            .await
+            .unwrap();
         String::from_utf8(bytes.to_vec()).unwrap()
     }
 
@@ -213,7 +215,10 @@ mod tests {
         for i in 0..5 {
             tx.send(event("org-a", &format!("z{i}"))).unwrap();
         }
-        assert_eq!(next_text(&mut s).await, "event: resync\ndata: {\"missed\":3}\n\n");
+        assert_eq!(
+            next_text(&mut s).await,
+            "event: resync\ndata: {\"missed\":3}\n\n"
+        );
         shutdown.cancel();
         // Events still buffered are skipped once shutdown fires.
         assert!(s.next().await.is_none());

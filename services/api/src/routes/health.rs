@@ -59,7 +59,11 @@ async fn check(state: &AppState) -> (StatusCode, Json<HealthReport>) {
     }
     let word = |up: bool| if up { "up" } else { "down" }.to_owned();
     let all_up = database_up && nats_up;
-    let status = if all_up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if all_up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (
         status,
         Json(HealthReport {

@@ -68,7 +68,13 @@ pub async fn set_independence(
         let previous_status = if change.previous {
             Status::Independent
         } else {
-            derive_status(false, record.last_seen, !record.connected, now, state.heartbeat_ttl)
+            derive_status(
+                false,
+                record.last_seen,
+                !record.connected,
+                now,
+                state.heartbeat_ttl,
+            )
         };
         state
             .publish_status(&StatusEvent {
@@ -78,7 +84,12 @@ pub async fn set_independence(
                 previous_status: Some(previous_status),
                 is_independent: wanted,
                 last_seen: record.last_seen,
-                reason: if wanted { "independence_on" } else { "independence_off" }.to_owned(),
+                reason: if wanted {
+                    "independence_on"
+                } else {
+                    "independence_off"
+                }
+                .to_owned(),
                 at: now,
             })
             .await;

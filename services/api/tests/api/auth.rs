@@ -186,11 +186,20 @@ async fn bad_expired_and_malformed_credentials_are_refused() {
     let cases: Vec<(&str, Option<String>)> = vec![
         ("no header", None),
         ("expired session", Some(format!("Bearer {expired}"))),
-        ("unknown session", Some(format!("Bearer {}", "cd".repeat(32)))),
+        (
+            "unknown session",
+            Some(format!("Bearer {}", "cd".repeat(32))),
+        ),
         ("wrong scheme", Some(format!("Basic {}", app.token))),
         ("no token", Some("Bearer ".into())),
-        ("dev token prefix", Some(format!("Bearer {}", &app.dev_token[..10]))),
-        ("garbage", Some("Bearer '; DROP TABLE login_sessions; --".into())),
+        (
+            "dev token prefix",
+            Some(format!("Bearer {}", &app.dev_token[..10])),
+        ),
+        (
+            "garbage",
+            Some("Bearer '; DROP TABLE login_sessions; --".into()),
+        ),
     ];
     for (name, header) in cases {
         let mut request = app.client.get(app.url(path));

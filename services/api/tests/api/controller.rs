@@ -41,12 +41,19 @@ async fn register(app: &TestApp, organization_id: &str, orchestrator_id: &str) {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED, "{}", response.text().await.unwrap());
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "{}",
+        response.text().await.unwrap()
+    );
 }
 
 async fn set_independent(app: &TestApp, orchestrator_id: &str) {
     let response = app
-        .put(&format!("/api/v1/internal/orchestrators/{orchestrator_id}/independence"))
+        .put(&format!(
+            "/api/v1/internal/orchestrators/{orchestrator_id}/independence"
+        ))
         .json(&json!({ "is_independent": true }))
         .send()
         .await
@@ -85,8 +92,10 @@ async fn overview_counts_the_fleet_messages_and_this_months_usage() {
     // Hidden: its orchestrator is independent.
     message(&app, "orch-2").await;
     let now = Utc::now();
-    app.usage("org-a", "orch-1", Some("gpt-4o"), 3, (100, 50), 1.5, now).await;
-    app.usage("org-b", "orch-3", None, 1, (10, 5), 0.25, now).await;
+    app.usage("org-a", "orch-1", Some("gpt-4o"), 3, (100, 50), 1.5, now)
+        .await;
+    app.usage("org-b", "orch-3", None, 1, (10, 5), 0.25, now)
+        .await;
 
     let body = app.get_ok("/api/v1/controller/overview").await;
     assert_eq!(body["success"], true);
@@ -135,7 +144,14 @@ async fn organizations_are_paginated_created_and_read() {
     assert_eq!(ids(&beyond).len(), 0);
     assert_eq!(beyond["data"]["total"], 12);
 
-    for bad in ["page=0", "page=-1", "page_size=0", "page_size=101", "page=abc", "page_size=1.5"] {
+    for bad in [
+        "page=0",
+        "page=-1",
+        "page_size=0",
+        "page_size=101",
+        "page=abc",
+        "page_size=1.5",
+    ] {
         let response = app
             .get(&format!("/api/v1/controller/organizations?{bad}"))
             .send()
@@ -217,7 +233,9 @@ async fn orchestrators_are_listed_filtered_and_read_with_derived_status() {
         .map(|o| o["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["active", "independent", "inactive"]);
-    let instances = app.get_ok("/api/v1/controller/orchestrator-instances").await;
+    let instances = app
+        .get_ok("/api/v1/controller/orchestrator-instances")
+        .await;
     assert_eq!(instances["data"], all["data"]);
 
     for (query, expected) in [
@@ -286,19 +304,7 @@ async fn heartbeats_move_last_seen_except_for_independent_orchestrators() {
     let beat = Utc
         .timestamp_micros(Utc::now().timestamp_micros() + 1_000_000)
         .unwrap();
-    app.store
-        .flush_heartbeats(&[
-            moolai_store::HeartbeatWrite {
-                orchestrator_id: "orch-1".into(),
-                received_at: beat,
-            },
-            moolai_store::HeartbeatWrite {
-                orchestrator_id: "orch-2".into(),
-                received_at: beat,
-            },
-        ])
-        .await
-        .unwrap();
+    app.heartbeats(&["orch-1", "orch-2"], beat).await;
     let one = app.get_ok("/api/v1/controller/orchestrators/orch-1").await;
     let seen: DateTime<Utc> = serde_json::from_value(one["data"]["last_seen"].clone()).unwrap();
     assert_eq!(seen, beat);
@@ -332,7 +338,9 @@ async fn connection_history_is_listed_newest_first() {
     assert_eq!(limited["data"][0], items[0]);
     for bad in ["limit=0", "limit=201", "limit=x"] {
         let response = app
-            .get(&format!("/api/v1/controller/orchestrators/orch-1/connections?{bad}"))
+            .get(&format!(
+                "/api/v1/controller/orchestrators/orch-1/connections?{bad}"
+            ))
             .send()
             .await
             .unwrap();
@@ -358,13 +366,67 @@ async fn costs_are_aggregated_exactly_over_the_requested_range() {
     app.hello("org-a", "orch-2").await;
     app.hello("org-b", "orch-3").await;
     // Binary-exact costs, so sums compare exactly.
-    app.usage("org-a", "orch-1", Some("gpt-4o"), 10, (1000, 500), 1.5, at("2026-03-02T10:00:00Z")).await;
-    app.usage("org-a", "orch-1", None, 2, (100, 50), 0.25, at("2026-03-02T23:00:00Z")).await;
-    app.usage("org-a", "orch-2", Some("gpt-4o"), 5, (400, 100), 0.75, at("2026-03-10T00:00:00Z")).await;
-    app.usage("org-b", "orch-3", Some("claude"), 1, (10, 10), 2.0, at("2026-03-31T12:00:00Z")).await;
+    app.usage(
+        "org-a",
+        "orch-1",
+        Some("gpt-4o"),
+        10,
+        (1000, 500),
+        1.5,
+        at("2026-03-02T10:00:00Z"),
+    )
+    .await;
+    app.usage(
+        "org-a",
+        "orch-1",
+        None,
+        2,
+        (100, 50),
+        0.25,
+        at("2026-03-02T23:00:00Z"),
+    )
+    .await;
+    app.usage(
+        "org-a",
+        "orch-2",
+        Some("gpt-4o"),
+        5,
+        (400, 100),
+        0.75,
+        at("2026-03-10T00:00:00Z"),
+    )
+    .await;
+    app.usage(
+        "org-b",
+        "orch-3",
+        Some("claude"),
+        1,
+        (10, 10),
+        2.0,
+        at("2026-03-31T12:00:00Z"),
+    )
+    .await;
     // Outside the range on both sides.
-    app.usage("org-b", "orch-3", Some("claude"), 7, (7, 7), 100.0, at("2026-04-01T00:00:00Z")).await;
-    app.usage("org-b", "orch-3", Some("claude"), 7, (7, 7), 50.0, at("2026-02-28T23:59:59Z")).await;
+    app.usage(
+        "org-b",
+        "orch-3",
+        Some("claude"),
+        7,
+        (7, 7),
+        100.0,
+        at("2026-04-01T00:00:00Z"),
+    )
+    .await;
+    app.usage(
+        "org-b",
+        "orch-3",
+        Some("claude"),
+        7,
+        (7, 7),
+        50.0,
+        at("2026-02-28T23:59:59Z"),
+    )
+    .await;
 
     let body = app
         .get_ok("/api/v1/controller/costs?from=2026-03-01&to=2026-03-31&granularity=day")
@@ -388,16 +450,29 @@ async fn costs_are_aggregated_exactly_over_the_requested_range() {
         v.as_array()
             .unwrap()
             .iter()
-            .map(|b| (b["key"].as_str().unwrap().to_owned(), b["cost"].as_f64().unwrap()))
+            .map(|b| {
+                (
+                    b["key"].as_str().unwrap().to_owned(),
+                    b["cost"].as_f64().unwrap(),
+                )
+            })
             .collect()
     };
     assert_eq!(
         keyed(&r["by_orchestrator"]),
-        [("orch-3".into(), 2.0), ("orch-1".into(), 1.75), ("orch-2".into(), 0.75)]
+        [
+            ("orch-3".into(), 2.0),
+            ("orch-1".into(), 1.75),
+            ("orch-2".into(), 0.75)
+        ]
     );
     assert_eq!(
         keyed(&r["by_model"]),
-        [("gpt-4o".into(), 2.25), ("claude".into(), 2.0), ("unknown".into(), 0.25)]
+        [
+            ("gpt-4o".into(), 2.25),
+            ("claude".into(), 2.0),
+            ("unknown".into(), 0.25)
+        ]
     );
     let series: Vec<(String, i64, f64)> = r["series"]
         .as_array()
@@ -429,7 +504,14 @@ async fn costs_are_aggregated_exactly_over_the_requested_range() {
         .iter()
         .map(|p| p["period_start"].as_str().unwrap())
         .collect();
-    assert_eq!(starts, ["2026-03-02T00:00:00Z", "2026-03-09T00:00:00Z", "2026-03-30T00:00:00Z"]);
+    assert_eq!(
+        starts,
+        [
+            "2026-03-02T00:00:00Z",
+            "2026-03-09T00:00:00Z",
+            "2026-03-30T00:00:00Z"
+        ]
+    );
     let monthly = app
         .get_ok("/api/v1/controller/costs?from=2026-03-01T00:00:00Z&to=2026-04-01T00:00:00Z&granularity=month")
         .await;
@@ -451,7 +533,11 @@ async fn costs_are_aggregated_exactly_over_the_requested_range() {
     let now = Utc::now();
     let current = app.get_ok("/api/v1/controller/costs").await;
     let from: DateTime<Utc> = serde_json::from_value(current["data"]["from"].clone()).unwrap();
-    assert_eq!(from, Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0).unwrap());
+    assert_eq!(
+        from,
+        Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
+            .unwrap()
+    );
     assert_eq!(current["data"]["totals"]["cost"], 0.0);
     assert_eq!(current["data"]["series"], json!([]));
 
@@ -497,7 +583,13 @@ async fn the_audit_log_is_paginated_and_filtered() {
         .map(|e| e["target"].as_str().unwrap())
         .collect();
     assert_eq!(targets, ["orchestrator:orch-1", "orchestrator:orch-2"]);
-    assert!(body["data"]["items"].as_array().unwrap().iter().all(|e| e["actor"] == actor.as_str()));
+    assert!(
+        body["data"]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["actor"] == actor.as_str())
+    );
     assert_eq!(body["data"]["items"][0]["organization_id"], "org-a");
 
     let page = app
@@ -516,7 +608,9 @@ async fn the_audit_log_is_paginated_and_filtered() {
     // The store's own entry (system) and the api's, which names the operator.
     assert_eq!(actions, ["orchestrator.register", "orchestrator.register"]);
     let by_org = app
-        .get_ok(&format!("/api/v1/controller/logs?organization_id=org-b&actor={actor}"))
+        .get_ok(&format!(
+            "/api/v1/controller/logs?organization_id=org-b&actor={actor}"
+        ))
         .await;
     assert_eq!(by_org["data"]["total"], 2);
     let response = app

@@ -123,8 +123,18 @@ async fn only_login_health_and_the_document_are_public_and_all_else_needs_a_toke
             .send()
             .await
             .unwrap();
-        assert_ne!(response.status(), StatusCode::NOT_FOUND, "{} {path}", op.method);
-        assert_ne!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{} {path}", op.method);
+        assert_ne!(
+            response.status(),
+            StatusCode::NOT_FOUND,
+            "{} {path}",
+            op.method
+        );
+        assert_ne!(
+            response.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{} {path}",
+            op.method
+        );
         if op.path != "/api/v1/internal/auth/login" {
             assert_eq!(response.status(), StatusCode::OK, "{} {path}", op.method);
         }
@@ -165,7 +175,12 @@ async fn every_documented_operation_is_routed() {
             .unwrap();
         let status = response.status();
         assert_ne!(status, StatusCode::NOT_FOUND, "{} {path}", op.method);
-        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{} {path}", op.method);
+        assert_ne!(
+            status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{} {path}",
+            op.method
+        );
         assert!(!status.is_server_error(), "{} {path}: {status}", op.method);
         if op.method == Method::GET {
             assert_eq!(status, StatusCode::OK, "{} {path}", op.method);

@@ -104,7 +104,10 @@ async fn event_source_clients_authenticate_with_access_token() {
     let app = spawn_app().await;
     let response = app
         .client
-        .get(app.url(&format!("/api/v1/controller/events?access_token={}", app.token)))
+        .get(app.url(&format!(
+            "/api/v1/controller/events?access_token={}",
+            app.token
+        )))
         .send()
         .await
         .unwrap();
@@ -114,7 +117,10 @@ async fn event_source_clients_authenticate_with_access_token() {
     publish(&app, &sent).await;
     let received = stream.next_event(Duration::from_secs(1)).await.unwrap();
     assert_eq!(received.event, "status");
-    assert_eq!(serde_json::from_str::<StatusEvent>(&received.data).unwrap(), sent);
+    assert_eq!(
+        serde_json::from_str::<StatusEvent>(&received.data).unwrap(),
+        sent
+    );
 
     let response = app
         .client

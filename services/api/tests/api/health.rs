@@ -82,7 +82,12 @@ impl Store for FlakyStore {
     async fn record_usage(&self, r: &[UsageWrite]) -> StoreResult<()> {
         self.inner.record_usage(r).await
     }
-    async fn record_disconnect(&self, o: &str, s: &str, r: &str) -> StoreResult<Option<StatusChange>> {
+    async fn record_disconnect(
+        &self,
+        o: &str,
+        s: &str,
+        r: &str,
+    ) -> StoreResult<Option<StatusChange>> {
         self.inner.record_disconnect(o, s, r).await
     }
     async fn sweep_expired(&self) -> StoreResult<SweepOutcome> {
@@ -100,10 +105,16 @@ impl Store for FlakyStore {
     async fn mark_delivered(&self, m: &str, s: &str) -> StoreResult<()> {
         self.inner.mark_delivered(m, s).await
     }
-    async fn pending_deliveries(&self, o: &str) -> StoreResult<Vec<moolai_protocol::DeliveredMessage>> {
+    async fn pending_deliveries(
+        &self,
+        o: &str,
+    ) -> StoreResult<Vec<moolai_protocol::DeliveredMessage>> {
         self.inner.pending_deliveries(o).await
     }
-    async fn list_orchestrators(&self, q: &OrchestratorQuery) -> StoreResult<Page<OrchestratorRecord>> {
+    async fn list_orchestrators(
+        &self,
+        q: &OrchestratorQuery,
+    ) -> StoreResult<Page<OrchestratorRecord>> {
         self.inner.list_orchestrators(q).await
     }
     async fn get_orchestrator(&self, o: &str) -> StoreResult<Option<OrchestratorRecord>> {
@@ -112,13 +123,27 @@ impl Store for FlakyStore {
     async fn register_orchestrator(&self, n: &NewOrchestrator) -> StoreResult<OrchestratorRecord> {
         self.inner.register_orchestrator(n).await
     }
-    async fn deregister_orchestrator(&self, o: &str, a: &Actor) -> StoreResult<Option<OrchestratorRecord>> {
+    async fn deregister_orchestrator(
+        &self,
+        o: &str,
+        a: &Actor,
+    ) -> StoreResult<Option<OrchestratorRecord>> {
         self.inner.deregister_orchestrator(o, a).await
     }
-    async fn set_independence(&self, o: &str, v: bool, a: &Actor) -> StoreResult<Option<IndependenceChange>> {
+    async fn set_independence(
+        &self,
+        o: &str,
+        v: bool,
+        a: &Actor,
+    ) -> StoreResult<Option<IndependenceChange>> {
         self.inner.set_independence(o, v, a).await
     }
-    async fn update_session_config(&self, o: &str, c: &Value, a: &Actor) -> StoreResult<Option<i64>> {
+    async fn update_session_config(
+        &self,
+        o: &str,
+        c: &Value,
+        a: &Actor,
+    ) -> StoreResult<Option<i64>> {
         self.inner.update_session_config(o, c, a).await
     }
     async fn list_organizations(&self, p: u32, s: u32) -> StoreResult<Page<OrganizationRecord>> {
@@ -127,7 +152,11 @@ impl Store for FlakyStore {
     async fn get_organization(&self, o: &str) -> StoreResult<Option<OrganizationRecord>> {
         self.inner.get_organization(o).await
     }
-    async fn create_organization(&self, n: &NewOrganization, a: &Actor) -> StoreResult<OrganizationRecord> {
+    async fn create_organization(
+        &self,
+        n: &NewOrganization,
+        a: &Actor,
+    ) -> StoreResult<OrganizationRecord> {
         self.inner.create_organization(n, a).await
     }
     async fn overview(&self) -> StoreResult<Overview> {
@@ -142,7 +171,12 @@ impl Store for FlakyStore {
     async fn list_messages(&self, q: &MessageQuery) -> StoreResult<Vec<MessageRecord>> {
         self.inner.list_messages(q).await
     }
-    async fn update_message_status(&self, m: &str, s: MessageStatus, a: &Actor) -> StoreResult<MessageRecord> {
+    async fn update_message_status(
+        &self,
+        m: &str,
+        s: MessageStatus,
+        a: &Actor,
+    ) -> StoreResult<MessageRecord> {
         self.inner.update_message_status(m, s, a).await
     }
     async fn append_audit(&self, e: &AuditEntry) -> StoreResult<()> {

@@ -191,14 +191,16 @@ impl TestApp {
             .unwrap()
     }
 
-    pub async fn heartbeat(&self, orchestrator_id: &str) {
-        self.store
-            .flush_heartbeats(&[HeartbeatWrite {
-                orchestrator_id: orchestrator_id.to_owned(),
-                received_at: Utc::now(),
-            }])
-            .await
-            .unwrap();
+    /// One flush of heartbeats received at `at`, as the state service batches them.
+    pub async fn heartbeats(&self, orchestrator_ids: &[&str], at: DateTime<Utc>) {
+        let beats: Vec<HeartbeatWrite> = orchestrator_ids
+            .iter()
+            .map(|id| HeartbeatWrite {
+                orchestrator_id: (*id).to_owned(),
+                received_at: at,
+            })
+            .collect();
+        self.store.flush_heartbeats(&beats).await.unwrap();
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -228,7 +230,12 @@ impl TestApp {
     }
 
     /// Subscribes on the app's prefix and waits until the broker has the subscription.
-    pub async fn subscribe(&self, kind: Kind, organization_id: &str, orchestrator_id: &str) -> Deliveries {
+    pub async fn subscribe(
+        &self,
+        kind: Kind,
+        organization_id: &str,
+        orchestrator_id: &str,
+    ) -> Deliveries {
         let subject = self
             .bus
             .subjects()
@@ -327,7 +334,9 @@ impl SseReader {
                     });
                 }
             }
-            let chunk = tokio::time::timeout_at(deadline, self.stream.next()).await.ok()??;
+            let chunk = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .ok()??;
             self.buffer.push_str(&String::from_utf8_lossy(&chunk.ok()?));
         }
     }

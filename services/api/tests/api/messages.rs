@@ -10,7 +10,9 @@ use crate::helpers::{TestApp, assert_error, next_json, spawn_app};
 
 async fn create(app: &TestApp, orchestrator_id: &str, message_type: &str, content: &str) -> Value {
     let response = app
-        .post(&format!("/api/v1/internal/orchestrators/{orchestrator_id}/messages"))
+        .post(&format!(
+            "/api/v1/internal/orchestrators/{orchestrator_id}/messages"
+        ))
         .json(&json!({ "message_type": message_type, "content": content }))
         .send()
         .await
@@ -54,7 +56,10 @@ async fn messages_are_created_and_listed_with_filters() {
     assert_eq!(body["data"]["status"], "pending");
     assert_eq!(body["data"]["source"], "api");
     assert_eq!(body["data"]["organization_id"], "org-a");
-    assert_eq!(body["data"]["message_metadata"], json!({"priority": "high"}));
+    assert_eq!(
+        body["data"]["message_metadata"],
+        json!({"priority": "high"})
+    );
     assert_eq!(body["data"]["delivered_at"], Value::Null);
 
     create(&app, "orch-1", "monitoring", "second").await;
@@ -63,16 +68,25 @@ async fn messages_are_created_and_listed_with_filters() {
     let all = app.get_ok("/api/v1/internal/messages").await;
     assert_eq!(
         contents(&all),
-        ["third", "second", "We recommend enabling cache to improve performance"]
+        [
+            "third",
+            "second",
+            "We recommend enabling cache to improve performance"
+        ]
     );
     for (query, expected) in [
         ("message_type=monitoring", vec!["third", "second"]),
-        ("orchestrator_id=orch-1&message_type=monitoring", vec!["second"]),
+        (
+            "orchestrator_id=orch-1&message_type=monitoring",
+            vec!["second"],
+        ),
         ("organization_id=org-b", vec!["third"]),
         ("status=accepted", vec![]),
         ("limit=1", vec!["third"]),
     ] {
-        let body = app.get_ok(&format!("/api/v1/internal/messages?{query}")).await;
+        let body = app
+            .get_ok(&format!("/api/v1/internal/messages?{query}"))
+            .await;
         assert_eq!(contents(&body), expected, "{query}");
     }
     let per_orchestrator = app
@@ -83,7 +97,13 @@ async fn messages_are_created_and_listed_with_filters() {
         ["We recommend enabling cache to improve performance"]
     );
 
-    for bad in ["limit=0", "limit=501", "status=archived", "message_type=spam", "orchestrator_id=a%20b"] {
+    for bad in [
+        "limit=0",
+        "limit=501",
+        "status=archived",
+        "message_type=spam",
+        "orchestrator_id=a%20b",
+    ] {
         let response = app
             .get(&format!("/api/v1/internal/messages?{bad}"))
             .send()
@@ -155,7 +175,11 @@ async fn accepting_a_message_sends_it_to_the_orchestrator_once() {
     assert_eq!(body["data"]["status"], "accepted");
 
     let command: Command = next_json(&mut commands).await;
-    let Command::Send { frame: ServerFrame::Message { data }, message_id } = command else {
+    let Command::Send {
+        frame: ServerFrame::Message { data },
+        message_id,
+    } = command
+    else {
         panic!("expected a message frame, got {command:?}");
     };
     assert_eq!(message_id.as_deref(), Some(id.as_str()));
@@ -182,7 +206,11 @@ async fn accepting_a_message_sends_it_to_the_orchestrator_once() {
         .await
         .unwrap();
     assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
-    for bad in [json!({ "status": "pending" }), json!({ "status": "archived" }), json!({})] {
+    for bad in [
+        json!({ "status": "pending" }),
+        json!({ "status": "archived" }),
+        json!({}),
+    ] {
         let response = app
             .put(&format!("/api/v1/internal/messages/{dismissed_id}/status"))
             .json(&bad)
@@ -191,7 +219,9 @@ async fn accepting_a_message_sends_it_to_the_orchestrator_once() {
             .unwrap();
         assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid").await;
     }
-    let accepted = app.get_ok("/api/v1/internal/messages?status=accepted").await;
+    let accepted = app
+        .get_ok("/api/v1/internal/messages?status=accepted")
+        .await;
     assert_eq!(contents(&accepted), ["raise the rate limit"]);
     app.stop().await;
 }

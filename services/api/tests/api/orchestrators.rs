@@ -44,12 +44,19 @@ async fn independence_is_persisted_published_and_commanded() {
     assert!(event.last_seen.is_some());
 
     let command: Command = next_json(&mut commands).await;
-    let Command::Send { frame: ServerFrame::StopMonitoring(change), message_id: None } = command else {
+    let Command::Send {
+        frame: ServerFrame::StopMonitoring(change),
+        message_id: None,
+    } = command
+    else {
         panic!("expected stop_monitoring, got {command:?}");
     };
     assert_eq!(change.orchestrator_id, "orch-1");
     assert!(change.is_independent);
-    assert_eq!(change.reason.as_deref(), Some("independence enabled by operator"));
+    assert_eq!(
+        change.reason.as_deref(),
+        Some("independence enabled by operator")
+    );
 
     let state = app
         .get_ok("/api/v1/internal/orchestrators/orch-1/independence")
@@ -71,7 +78,13 @@ async fn independence_is_persisted_published_and_commanded() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let command: Command = next_json(&mut commands).await;
-    assert!(matches!(command, Command::Send { frame: ServerFrame::StopMonitoring(_), .. }));
+    assert!(matches!(
+        command,
+        Command::Send {
+            frame: ServerFrame::StopMonitoring(_),
+            ..
+        }
+    ));
 
     let response = app
         .put("/api/v1/internal/orchestrators/orch-1/independence")
@@ -88,7 +101,11 @@ async fn independence_is_persisted_published_and_commanded() {
     assert_eq!(event.status, Status::Active);
     assert!(!event.is_independent);
     let command: Command = next_json(&mut commands).await;
-    let Command::Send { frame: ServerFrame::ResumeMonitoring(change), .. } = command else {
+    let Command::Send {
+        frame: ServerFrame::ResumeMonitoring(change),
+        ..
+    } = command
+    else {
         panic!("expected resume_monitoring, got {command:?}");
     };
     assert!(!change.is_independent);
@@ -140,14 +157,22 @@ async fn a_config_update_bumps_the_version_and_is_sent_to_the_orchestrator() {
     assert_eq!(body["data"]["config_version"], version + 1);
 
     let command: Command = next_json(&mut commands).await;
-    let Command::Send { frame: ServerFrame::ConfigUpdate { data }, message_id: None } = command else {
+    let Command::Send {
+        frame: ServerFrame::ConfigUpdate { data },
+        message_id: None,
+    } = command
+    else {
         panic!("expected config_update, got {command:?}");
     };
     assert_eq!(data.orchestrator_id, "orch-1");
     assert_eq!(data.session_config, config);
     assert_eq!(data.config_version, version + 1);
 
-    for bad in [json!({"session_config": [1]}), json!({"session_config": "x"}), json!({})] {
+    for bad in [
+        json!({"session_config": [1]}),
+        json!({"session_config": "x"}),
+        json!({}),
+    ] {
         let response = app
             .put("/api/v1/internal/orchestrators/orch-1/config")
             .json(&bad)

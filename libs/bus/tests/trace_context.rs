@@ -1,0 +1,67 @@
+//! Trace context crosses NATS in message headers: a message published inside a traced span
+//! carries `traceparent`, and a span on the receiving side linked to it joins the same trace.
+
+use futures::StreamExt;
+use moolai_bus::{Bus, Subjects};
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::layer::SubscriberExt;
+
+#[tokio::test]
+async fn publish_carries_traceparent_and_the_receiver_joins_the_trace() {
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let url =
+        std::env::var("MOOLAI_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let prefix = format!("trace{}", uuid::Uuid::new_v4().simple());
+    let bus = Bus::connect(&url, Subjects::new(&prefix).expect("prefix"), "trace-test")
+        .await
+        .expect("nats");
+    let subject = format!("{prefix}.probe");
+    let mut sub = bus.subscribe(subject.clone()).await.expect("sub");
+    bus.flush().await.expect("flush");
+
+    let span = tracing::info_span!("edge_side");
+    let sent_trace = span.context().span().span_context().trace_id();
+    bus.publish(subject.clone(), &serde_json::json!({"x": 1}))
+        .instrument(span)
+        .await
+        .expect("publish");
+
+    let delivery = tokio::time::timeout(std::time::Duration::from_secs(5), sub.next())
+        .await
+        .expect("delivered")
+        .expect("message");
+    let traceparent = delivery
+        .trace_headers
+        .get("traceparent")
+        .expect("traceparent header");
+    assert!(
+        traceparent.contains(&sent_trace.to_string()),
+        "{traceparent} vs {sent_trace}"
+    );
+
+    let receiving = tracing::info_span!("state_side");
+    delivery.link_span(&receiving);
+    assert_eq!(
+        receiving.context().span().span_context().trace_id(),
+        sent_trace
+    );
+
+    // Outside any span, no headers are sent.
+    bus.publish(subject, &serde_json::json!({"x": 2}))
+        .await
+        .expect("publish");
+    let plain = tokio::time::timeout(std::time::Duration::from_secs(5), sub.next())
+        .await
+        .expect("delivered")
+        .expect("message");
+    assert!(plain.trace_headers.is_empty());
+}

@@ -1,0 +1,169 @@
+//! What operators script against: `--help`, clear failures on bad configuration or an
+//! unreachable dependency, and a clean stop on SIGTERM.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use moolai_e2e::{Stack, StackOptions, bin_dir};
+
+const BINARIES: [&str; 3] = ["moolai-ws-edge", "moolai-state", "moolai-api"];
+
+fn run(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(bin_dir().expect("binaries built").join(bin));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run binary")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn help_lists_the_environment() {
+    for bin in BINARIES {
+        let o = run(bin, &["--help"], &[]);
+        assert!(o.status.success(), "{bin} --help failed: {}", text(&o));
+        let t = text(&o);
+        assert!(
+            t.contains("NATS_URL"),
+            "{bin} --help does not mention NATS_URL: {t}"
+        );
+    }
+    for bin in ["moolai-state", "moolai-api"] {
+        let t = text(&run(bin, &["--help"], &[]));
+        assert!(
+            t.contains("DATABASE_URL") && t.contains("migrate"),
+            "{bin}: {t}"
+        );
+    }
+}
+
+#[test]
+fn bad_configuration_exits_non_zero_naming_the_variable() {
+    let cases: [(&str, &[(&str, &str)], &str); 6] = [
+        (
+            "moolai-ws-edge",
+            &[("WS_EDGE_PORT", "not-a-port")],
+            "WS_EDGE_PORT",
+        ),
+        (
+            "moolai-ws-edge",
+            &[("WS_MAX_FRAME_BYTES", "10")],
+            "WS_MAX_FRAME_BYTES",
+        ),
+        (
+            "moolai-state",
+            &[("HEARTBEAT_TTL_SEC", "5"), ("HEARTBEAT_INTERVAL_SEC", "30")],
+            "HEARTBEAT_TTL_SEC",
+        ),
+        (
+            "moolai-state",
+            &[("DATABASE_URL", "mysql://x@y/z")],
+            "DATABASE_URL",
+        ),
+        (
+            "moolai-api",
+            &[("CONTROLLER_PORT", "99999")],
+            "CONTROLLER_PORT",
+        ),
+        (
+            "moolai-ws-edge",
+            &[("NATS_SUBJECT_PREFIX", "a.*")],
+            "NATS_SUBJECT_PREFIX",
+        ),
+    ];
+    for (bin, env, var) in cases {
+        let o = run(bin, &[], env);
+        assert!(!o.status.success(), "{bin} with {env:?} started");
+        let t = text(&o);
+        assert!(
+            t.to_lowercase().contains(&var.to_lowercase()),
+            "{bin} with {env:?} did not name {var}: {t}"
+        );
+    }
+}
+
+#[test]
+fn unreachable_dependencies_fail_fast_with_the_url() {
+    let o = run("moolai-ws-edge", &[], &[("NATS_URL", "nats://127.0.0.1:1")]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(
+        t.contains("nats://127.0.0.1:1") && t.contains("NATS_URL"),
+        "{t}"
+    );
+
+    let o = run(
+        "moolai-state",
+        &[],
+        &[("DATABASE_URL", "postgres://moolai:secret@127.0.0.1:1/x")],
+    );
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(
+        t.contains("127.0.0.1:1") && t.contains("DATABASE_URL"),
+        "{t}"
+    );
+    assert!(
+        !t.contains("secret"),
+        "the password leaked into the error: {t}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_service_stops_cleanly_on_sigterm() {
+    let mut stack = Stack::start(StackOptions {
+        edges: 1,
+        states: 1,
+        ..StackOptions::default()
+    })
+    .await
+    .expect("stack");
+    let (mut socket, _) = moolai_e2e::client::connect_and_hello(
+        &stack.edge_url(0, "/ws"),
+        &moolai_e2e::client::register("sig-1", "org"),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("hello");
+    let mut results = Vec::new();
+    for (service, _) in &mut stack.edges {
+        results.push((
+            service.name.clone(),
+            service.terminate(Duration::from_secs(15)),
+        ));
+    }
+    // The edge closed the orchestrator's socket with 1001 on its way out.
+    let closed = socket
+        .expect_close(Duration::from_secs(5))
+        .await
+        .expect("closed");
+    assert_eq!(closed.code, 1001);
+    for service in &mut stack.states {
+        results.push((
+            service.name.clone(),
+            service.terminate(Duration::from_secs(20)),
+        ));
+    }
+    if let Some((api, _)) = stack.api.as_mut() {
+        results.push((api.name.clone(), api.terminate(Duration::from_secs(15))));
+    }
+    let logs = stack.logs();
+    stack.shutdown().await;
+    for (name, r) in results {
+        let status = r.unwrap_or_else(|e| panic!("{name}: {e}\n{logs}"));
+        assert!(
+            status.success(),
+            "{name} exited with {status} on SIGTERM\n{logs}"
+        );
+    }
+}
