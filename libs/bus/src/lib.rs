@@ -10,10 +10,12 @@
 //! This crate must not know about storage or sockets.
 
 pub mod events;
+mod local;
 pub mod subjects;
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -85,8 +87,15 @@ pub type Deliveries = Pin<Box<dyn Stream<Item = Delivery> + Send>>;
 /// A connected bus, cheap to clone.
 #[derive(Clone)]
 pub struct Bus {
-    client: async_nats::Client,
+    transport: Transport,
     subjects: Subjects,
+}
+
+#[derive(Clone)]
+enum Transport {
+    Nats(async_nats::Client),
+    /// In-process, for the single binary without `NATS_URL`.
+    Local(Arc<local::LocalBus>),
 }
 
 impl std::fmt::Debug for Bus {
@@ -128,7 +137,29 @@ impl Bus {
                 url: url.to_owned(),
                 source,
             })?;
-        Ok(Self { client, subjects })
+        Ok(Self {
+            transport: Transport::Nats(client),
+            subjects,
+        })
+    }
+
+    /// An in-process bus: every `Bus` cloned from it sees the same subscriptions. Nothing
+    /// outside the process can subscribe.
+    #[must_use]
+    pub fn in_process(subjects: Subjects) -> Self {
+        Self {
+            transport: Transport::Local(Arc::default()),
+            subjects,
+        }
+    }
+
+    /// `nats` or `in-process`, for logs and health output.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self.transport {
+            Transport::Nats(_) => "nats",
+            Transport::Local(_) => "in-process",
+        }
     }
 
     #[must_use]
@@ -139,7 +170,10 @@ impl Bus {
     /// True while the connection to the broker is up.
     #[must_use]
     pub fn is_connected(&self) -> bool {
-        self.client.connection_state() == async_nats::connection::State::Connected
+        match &self.transport {
+            Transport::Nats(c) => c.connection_state() == async_nats::connection::State::Connected,
+            Transport::Local(_) => true,
+        }
     }
 
     /// Round-trip to the broker; used by health checks.
@@ -147,10 +181,13 @@ impl Bus {
     /// # Errors
     /// When the broker does not answer.
     pub async fn ping(&self) -> Result<(), BusError> {
-        self.client.flush().await.map_err(|e| BusError::Publish {
-            subject: "(flush)".into(),
-            message: e.to_string(),
-        })
+        match &self.transport {
+            Transport::Nats(c) => c.flush().await.map_err(|e| BusError::Publish {
+                subject: "(flush)".into(),
+                message: e.to_string(),
+            }),
+            Transport::Local(_) => Ok(()),
+        }
     }
 
     /// Publishes a JSON payload with the current trace context in its headers.
@@ -171,14 +208,25 @@ impl Bus {
     /// # Errors
     /// When the client's outgoing buffer is gone.
     pub async fn publish_bytes(&self, subject: String, payload: Bytes) -> Result<(), BusError> {
-        let headers = trace_headers();
-        let result = match headers {
+        let client = match &self.transport {
+            Transport::Nats(c) => c,
+            Transport::Local(local) => {
+                local.publish(Delivery {
+                    subject,
+                    payload,
+                    reply: None,
+                    trace_headers: trace_context(),
+                });
+                return Ok(());
+            }
+        };
+        let result = match trace_headers() {
             Some(h) => {
-                self.client
+                client
                     .publish_with_headers(subject.clone(), h, payload)
                     .await
             }
-            None => self.client.publish(subject.clone(), payload).await,
+            None => client.publish(subject.clone(), payload).await,
         };
         result.map_err(|e| BusError::Publish {
             subject,
@@ -197,14 +245,37 @@ impl Bus {
         timeout: Duration,
     ) -> Result<R, BusError> {
         let payload = Bytes::from(serde_json::to_vec(value)?);
+        let client = match &self.transport {
+            Transport::Nats(c) => c,
+            Transport::Local(local) => {
+                let (inbox, answer) = local.inbox();
+                let delivered = local.publish(Delivery {
+                    subject: subject.clone(),
+                    payload,
+                    reply: Some(inbox.clone()),
+                    trace_headers: trace_context(),
+                });
+                if delivered == 0 {
+                    local.forget_inbox(&inbox);
+                    return Err(BusError::NoResponders { subject });
+                }
+                let message = match tokio::time::timeout(timeout, answer).await {
+                    Ok(Ok(m)) => m,
+                    _ => {
+                        local.forget_inbox(&inbox);
+                        return Err(BusError::Timeout { subject });
+                    }
+                };
+                return Ok(serde_json::from_slice(&message.payload)?);
+            }
+        };
         let mut request = async_nats::Request::new()
             .payload(payload)
             .timeout(Some(timeout));
         if let Some(h) = trace_headers() {
             request = request.headers(h);
         }
-        let message = self
-            .client
+        let message = client
             .send_request(subject.clone(), request)
             .await
             .map_err(|e| match e.kind() {
@@ -243,14 +314,17 @@ impl Bus {
     /// # Errors
     /// When the subscription cannot be registered.
     pub async fn subscribe(&self, subject: String) -> Result<Deliveries, BusError> {
-        let sub =
-            self.client
-                .subscribe(subject.clone())
-                .await
-                .map_err(|e| BusError::Subscribe {
-                    subject,
-                    message: e.to_string(),
-                })?;
+        let client = match &self.transport {
+            Transport::Nats(c) => c,
+            Transport::Local(local) => return Ok(receiver_stream(local.subscribe(&subject, None))),
+        };
+        let sub = client
+            .subscribe(subject.clone())
+            .await
+            .map_err(|e| BusError::Subscribe {
+                subject,
+                message: e.to_string(),
+            })?;
         Ok(Box::pin(sub.map(to_delivery)))
     }
 
@@ -263,8 +337,13 @@ impl Bus {
         subject: String,
         group: &str,
     ) -> Result<Deliveries, BusError> {
-        let sub = self
-            .client
+        let client = match &self.transport {
+            Transport::Nats(c) => c,
+            Transport::Local(local) => {
+                return Ok(receiver_stream(local.subscribe(&subject, Some(group))));
+            }
+        };
+        let sub = client
             .queue_subscribe(subject.clone(), group.to_owned())
             .await
             .map_err(|e| BusError::Subscribe {
@@ -281,6 +360,10 @@ impl Bus {
     pub async fn flush(&self) -> Result<(), BusError> {
         self.ping().await
     }
+}
+
+fn receiver_stream(mut rx: tokio::sync::mpsc::Receiver<Delivery>) -> Deliveries {
+    Box::pin(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
 }
 
 fn to_delivery(m: async_nats::Message) -> Delivery {
@@ -303,11 +386,7 @@ fn to_delivery(m: async_nats::Message) -> Delivery {
 /// Trace context of the current span as NATS headers; `None` when there is no sampled trace
 /// (the common case without an OTLP exporter), so untraced messages carry no headers.
 fn trace_headers() -> Option<async_nats::HeaderMap> {
-    let cx = tracing::Span::current().context();
-    let mut map = HashMap::new();
-    opentelemetry::global::get_text_map_propagator(|p| {
-        p.inject_context(&cx, &mut HeaderInjector(&mut map));
-    });
+    let map = trace_context();
     if map.is_empty() {
         return None;
     }
@@ -316,6 +395,16 @@ fn trace_headers() -> Option<async_nats::HeaderMap> {
         headers.insert(k.as_str(), v.as_str());
     }
     Some(headers)
+}
+
+/// W3C trace context of the current span (empty outside a sampled trace).
+fn trace_context() -> HashMap<String, String> {
+    let cx = tracing::Span::current().context();
+    let mut map = HashMap::new();
+    opentelemetry::global::get_text_map_propagator(|p| {
+        p.inject_context(&cx, &mut HeaderInjector(&mut map));
+    });
+    map
 }
 
 struct HeaderInjector<'a>(&'a mut HashMap<String, String>);
