@@ -198,6 +198,84 @@ pub struct Edge {
     pub sockets: TaskTracker,
 }
 
+/// A started edge: subscribed to commands, ready to take sockets through [`EdgeService::router`]
+/// (or [`upgrade`] mounted by an embedding server).
+pub struct EdgeService {
+    edge: Arc<Edge>,
+    command_task: tokio::task::JoinHandle<()>,
+}
+
+impl EdgeService {
+    /// Subscribes to the command subjects. Sockets close with 1001 when `shutdown` fires.
+    ///
+    /// # Errors
+    /// When the command subscription fails.
+    pub async fn start(
+        settings: EdgeSettings,
+        bus: Bus,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let edge_id = settings.edge_id.clone().unwrap_or_else(default_edge_id);
+        if settings.orchestrator_auth == "open" {
+            tracing::warn!(
+                "ORCHESTRATOR_AUTH=open: orchestrators are accepted WITHOUT credentials; any client can claim any orchestrator id"
+            );
+        }
+        let edge = Arc::new(Edge {
+            slots: Arc::new(Semaphore::new(settings.ws_max_connections)),
+            settings,
+            edge_id,
+            bus: bus.clone(),
+            registry: Registry::default(),
+            shutdown,
+            sockets: TaskTracker::new(),
+        });
+        let commands = bus
+            .subscribe(bus.subjects().all(Kind::Command))
+            .await
+            .context("subscribing to commands")?;
+        bus.flush()
+            .await
+            .context("flushing the command subscription")?;
+        let command_task = tokio::spawn(route_commands(edge.clone(), commands));
+        Ok(Self { edge, command_task })
+    }
+
+    /// The shared edge, for embedding servers that mount [`upgrade`] themselves.
+    #[must_use]
+    pub fn edge(&self) -> Arc<Edge> {
+        self.edge.clone()
+    }
+
+    /// `/ws` and `/`, both WebSocket upgrades. Serve it with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/ws", get(upgrade))
+            .route("/", get(upgrade))
+            .with_state(self.edge.clone())
+    }
+
+    /// After the server stopped: waits for every socket to close (they close themselves with
+    /// 1001 on shutdown), bounded by `SHUTDOWN_GRACE_SEC`.
+    pub async fn drain(self) {
+        // axum's graceful shutdown does not wait for upgraded sockets.
+        self.edge.sockets.close();
+        let grace = Duration::from_secs(self.edge.settings.shutdown_grace_sec);
+        if tokio::time::timeout(grace, self.edge.sockets.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                remaining = self.edge.sockets.len(),
+                "sockets still open at the shutdown deadline"
+            );
+        }
+        self.command_task.abort();
+        let _ = self.edge.bus.flush().await;
+    }
+}
+
 /// Serves `/ws` and `/` on `listener` until `shutdown` fires, then closes every socket with
 /// 1001 and waits for them (bounded by `SHUTDOWN_GRACE_SEC`).
 ///
@@ -209,61 +287,28 @@ pub async fn launch_with_listener(
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let edge_id = settings.edge_id.clone().unwrap_or_else(default_edge_id);
-    if settings.orchestrator_auth == "open" {
-        tracing::warn!(
-            "ORCHESTRATOR_AUTH=open: orchestrators are accepted WITHOUT credentials; any client can claim any orchestrator id"
-        );
-    }
-    let edge = Arc::new(Edge {
-        slots: Arc::new(Semaphore::new(settings.ws_max_connections)),
-        settings,
-        edge_id,
-        bus: bus.clone(),
-        registry: Registry::default(),
-        shutdown: shutdown.clone(),
-        sockets: TaskTracker::new(),
-    });
-
-    let commands = bus
-        .subscribe(bus.subjects().all(Kind::Command))
-        .await
-        .context("subscribing to commands")?;
-    bus.flush()
-        .await
-        .context("flushing the command subscription")?;
-    let command_task = tokio::spawn(route_commands(edge.clone(), commands));
-
-    let app = Router::new()
-        .route("/ws", get(upgrade))
-        .route("/", get(upgrade))
-        .with_state(edge.clone());
-    tracing::info!(addr = %listener.local_addr()?, edge_id = %edge.edge_id, "ws-edge listening");
-    let server_stop = shutdown.clone();
+    let service = EdgeService::start(settings, bus, shutdown.clone()).await?;
+    tracing::info!(addr = %listener.local_addr()?, edge_id = %service.edge.edge_id, "ws-edge listening");
     axum::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        service
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(async move { server_stop.cancelled().await })
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
     .await
     .context("ws-edge server")?;
-
-    // axum's graceful shutdown does not wait for upgraded sockets: they watch `shutdown`
-    // themselves and close with 1001; wait for them here, bounded.
-    edge.sockets.close();
-    let grace = Duration::from_secs(edge.settings.shutdown_grace_sec);
-    if tokio::time::timeout(grace, edge.sockets.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            remaining = edge.sockets.len(),
-            "sockets still open at the shutdown deadline"
-        );
-    }
-    command_task.abort();
-    let _ = edge.bus.flush().await;
+    service.drain().await;
     Ok(())
+}
+
+/// True when the request asks for a WebSocket upgrade.
+#[must_use]
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
 fn default_edge_id() -> String {
@@ -275,7 +320,8 @@ fn default_edge_id() -> String {
     format!("{host}-{}", &suffix[..8])
 }
 
-async fn upgrade(
+/// The upgrade handler of `/ws` and `/`: admission control, then the socket task.
+pub async fn upgrade(
     State(edge): State<Arc<Edge>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
