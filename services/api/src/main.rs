@@ -29,7 +29,7 @@ async fn main() -> ExitCode {
         Command::Openapi => moolai_api::print_openapi(),
     };
     if let Err(e) = result {
-        eprintln!("moolai-api: {e:#}");
+        eprintln!("moolai-api: {}", moolai_api::startup::error_report(&e));
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS

@@ -247,3 +247,45 @@ pub fn print_openapi() -> anyhow::Result<()> {
     println!("{doc}");
     Ok(())
 }
+
+/// An error and its causes on one line, skipping causes whose text the line already holds
+/// (configuration errors embed their source in their own message).
+#[must_use]
+pub fn error_report(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_skip_repeated_causes() {
+        let inner = anyhow::anyhow!("connection refused");
+        let e = inner.context("cannot reach NATS at nats://x (set NATS_URL)");
+        assert_eq!(
+            error_report(&e),
+            "cannot reach NATS at nats://x (set NATS_URL): connection refused"
+        );
+        let e = anyhow::Error::from(moolai_config::ConfigError::Invalid {
+            var: "CONTROLLER_PORT",
+            message: "bad".into(),
+        })
+        .context("loading");
+        assert_eq!(
+            error_report(&e),
+            "loading: invalid value for CONTROLLER_PORT: bad"
+        );
+    }
+}

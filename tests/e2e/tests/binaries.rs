@@ -49,7 +49,9 @@ fn help_lists_the_environment() {
 
 #[test]
 fn bad_configuration_exits_non_zero_naming_the_variable() {
-    let cases: [(&str, &[(&str, &str)], &str); 6] = [
+    // (binary, environment, the variable the error must name)
+    type Case = (&'static str, &'static [(&'static str, &'static str)], &'static str);
+    let cases: [Case; 6] = [
         (
             "moolai-ws-edge",
             &[("WS_EDGE_PORT", "not-a-port")],

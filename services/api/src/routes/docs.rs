@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
+use tracing::instrument;
 
 use crate::state::AppState;
 
@@ -13,6 +14,7 @@ use crate::state::AppState;
     tag = "docs",
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object))
 )]
+#[instrument(skip_all)]
 pub async fn openapi_json(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(CONTENT_TYPE, "application/json")],

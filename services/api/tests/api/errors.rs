@@ -62,6 +62,7 @@ async fn malformed_bodies_queries_and_paths_get_the_error_shape() {
         "/api/v1/controller/orchestrators/orch%20one",
         "/api/v1/controller/orchestrators/orch.one",
         "/api/v1/controller/organizations/%F0%9F%9A%80",
+        "/api/v1/controller/organizations/%FF%FE",
         "/api/v1/internal/orchestrators/a%2Fb/independence",
     ] {
         let response = app.get(bad_path).send().await.unwrap();

@@ -201,3 +201,28 @@ impl Store for FlakyStore {
         self.inner.list_connections(o, l).await
     }
 }
+
+#[tokio::test]
+async fn request_metrics_are_labelled_by_matched_route() {
+    let metrics = moolai_telemetry::metrics();
+    let app = spawn_app().await;
+    let response = app
+        .get("/api/v1/controller/orchestrators/orch-unlabelled-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let text = metrics.render();
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("api_http_requests_total{")
+                && l.contains("route=\"/api/v1/controller/orchestrators/{orchestrator_id}\"")
+                && l.contains("status=\"404\"")
+        })
+        .unwrap_or_else(|| panic!("no labelled counter in:\n{text}"));
+    assert!(line.contains("method=\"GET\""), "{line}");
+    assert!(!text.contains("orch-unlabelled-42"));
+    assert!(text.contains("api_http_request_duration_seconds"));
+    app.stop().await;
+}
