@@ -299,8 +299,9 @@ impl Store for PgStore {
     async fn register_orchestrator(
         &self,
         new: &NewOrchestrator,
+        actor: &Actor,
     ) -> StoreResult<OrchestratorRecord> {
-        self.register_orchestrator_tx(new).await
+        self.register_orchestrator_tx(new, actor).await
     }
 
     #[tracing::instrument(skip_all, fields(orchestrator_id = %orchestrator_id))]

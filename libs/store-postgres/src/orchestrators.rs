@@ -265,6 +265,7 @@ impl PgStore {
     pub(crate) async fn register_orchestrator_tx(
         &self,
         new: &NewOrchestrator,
+        actor: &Actor,
     ) -> Result<OrchestratorRecord, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
 
@@ -308,11 +309,10 @@ impl PgStore {
             )));
         }
 
-        // `NewOrchestrator` carries no actor: the API's own audit entry names the operator.
         audit::insert(
             &mut tx,
             &audit::entry(
-                &Actor::system(),
+                actor,
                 "orchestrator.register",
                 format!("orchestrator:{}", new.orchestrator_id),
                 Some(new.organization_id.clone()),

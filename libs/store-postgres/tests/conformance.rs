@@ -123,7 +123,7 @@ async fn sweep_is_skipped_while_another_replica_holds_the_lock() {
     cleanup_after(db, &[&lenient, &strict], async {
         create_org(&lenient, "org-a").await;
         lenient
-            .register_orchestrator(&new_orchestrator("old", "org-a"))
+            .register_orchestrator(&new_orchestrator("old", "org-a"), &Actor::system())
             .await
             .expect("register");
         lenient
@@ -280,7 +280,10 @@ async fn database_errors_map_to_store_errors() {
 
         create_org(&store, "org-a").await;
         let too_long = store
-            .register_orchestrator(&new_orchestrator(&"x".repeat(300), "org-a"))
+            .register_orchestrator(
+                &new_orchestrator(&"x".repeat(300), "org-a"),
+                &Actor::system(),
+            )
             .await;
         assert!(
             matches!(too_long, Err(StoreError::Invalid(_))),
@@ -308,7 +311,7 @@ async fn overlapping_heartbeat_flushes_do_not_deadlock() {
         let ids: Vec<String> = (0..50).map(|i| format!("o{i:02}")).collect();
         for id in &ids {
             store
-                .register_orchestrator(&new_orchestrator(id, "org-a"))
+                .register_orchestrator(&new_orchestrator(id, "org-a"), &Actor::system())
                 .await
                 .expect("register");
         }

@@ -112,15 +112,18 @@ async fn organization(store: &dyn Store, organization_id: &str) {
 /// Pre-registers an orchestrator (never seen: no heartbeat, no session).
 async fn preregister(store: &dyn Store, orchestrator_id: &str, organization_id: &str) {
     store
-        .register_orchestrator(&NewOrchestrator {
-            orchestrator_id: orchestrator_id.into(),
-            organization_id: organization_id.into(),
-            name: None,
-            location: None,
-            features: None,
-            session_config: None,
-            metadata: None,
-        })
+        .register_orchestrator(
+            &NewOrchestrator {
+                orchestrator_id: orchestrator_id.into(),
+                organization_id: organization_id.into(),
+                name: None,
+                location: None,
+                features: None,
+                session_config: None,
+                metadata: None,
+            },
+            &Actor::system(),
+        )
         .await
         .expect("register orchestrator");
 }
@@ -677,15 +680,18 @@ pub async fn orchestrator_listing_pages_filters_and_searches(store: &dyn Store) 
         ("epsilon", "org-b", "Plain Too"),
     ] {
         store
-            .register_orchestrator(&NewOrchestrator {
-                orchestrator_id: id.into(),
-                organization_id: org.into(),
-                name: Some(name.into()),
-                location: None,
-                features: None,
-                session_config: None,
-                metadata: None,
-            })
+            .register_orchestrator(
+                &NewOrchestrator {
+                    orchestrator_id: id.into(),
+                    organization_id: org.into(),
+                    name: Some(name.into()),
+                    location: None,
+                    features: None,
+                    session_config: None,
+                    metadata: None,
+                },
+                &Actor::system(),
+            )
             .await
             .expect("register");
     }
@@ -1065,12 +1071,15 @@ pub async fn operators_register_and_deregister_orchestrators(store: &dyn Store) 
         session_config: Some(json!({ "s": 2 })),
         metadata: Some(json!({ "version": "0.9" })),
     };
-    match store.register_orchestrator(&new).await {
+    match store.register_orchestrator(&new, &user("alice")).await {
         Err(StoreError::NotFound(what)) => assert!(what.contains("org-a"), "{what}"),
         other => panic!("expected not found, got {other:?}"),
     }
     organization(store, "org-a").await;
-    let record = store.register_orchestrator(&new).await.expect("register");
+    let record = store
+        .register_orchestrator(&new, &user("alice"))
+        .await
+        .expect("register");
     assert_eq!(record.orchestrator_id, "orch-1");
     assert_eq!(record.organization_id, "org-a");
     assert_eq!(record.organization_name.as_deref(), Some("org-a name"));
@@ -1084,10 +1093,12 @@ pub async fn operators_register_and_deregister_orchestrators(store: &dyn Store) 
     assert_eq!(record.last_seen, None);
     assert_eq!(record.config_version, 0);
     assert!(matches!(
-        store.register_orchestrator(&new).await,
+        store.register_orchestrator(&new, &user("alice")).await,
         Err(StoreError::Conflict(_))
     ));
-    assert_eq!(audit_of(store, "orchestrator.register").await.total, 1);
+    let registered = audit_of(store, "orchestrator.register").await;
+    assert_eq!(registered.total, 1);
+    assert_eq!(registered.items[0].actor, "user:alice");
 
     store
         .register_hello(&hello("orch-1", Some("org-a"), "sess-1"))

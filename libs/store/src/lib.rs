@@ -121,9 +121,12 @@ pub trait Store: Send + Sync + 'static {
         orchestrator_id: &str,
     ) -> StoreResult<Option<OrchestratorRecord>>;
 
-    /// Operator pre-registration. [`StoreError::Conflict`] when the id exists.
-    async fn register_orchestrator(&self, new: &NewOrchestrator)
-    -> StoreResult<OrchestratorRecord>;
+    /// Operator pre-registration, audited. [`StoreError::Conflict`] when the id exists.
+    async fn register_orchestrator(
+        &self,
+        new: &NewOrchestrator,
+        actor: &Actor,
+    ) -> StoreResult<OrchestratorRecord>;
 
     /// Deletes the orchestrator (its messages and usage stay for the record). Returns what
     /// was deleted.

@@ -50,7 +50,11 @@ fn help_lists_the_environment() {
 #[test]
 fn bad_configuration_exits_non_zero_naming_the_variable() {
     // (binary, environment, the variable the error must name)
-    type Case = (&'static str, &'static [(&'static str, &'static str)], &'static str);
+    type Case = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        &'static str,
+    );
     let cases: [Case; 6] = [
         (
             "moolai-ws-edge",

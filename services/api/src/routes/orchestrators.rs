@@ -9,9 +9,9 @@ use moolai_bus::events::{Command, StatusEvent};
 use moolai_protocol::{
     ConfigUpdate, MonitoringChange, ServerFrame, Status, now_rfc3339, validate_id, validate_text,
 };
-use moolai_store::{AuditEntry, NewOrchestrator, OrchestratorRecord, derive_status};
+use moolai_store::{NewOrchestrator, OrchestratorRecord, derive_status};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tracing::instrument;
 use utoipa::ToSchema;
 
@@ -251,18 +251,10 @@ pub async fn register(
     validation::optional_json_object("features", new.features.as_ref())?;
     validation::optional_json_object("session_config", new.session_config.as_ref())?;
     validation::optional_json_object("metadata", new.metadata.as_ref())?;
-    let record = state.store.register_orchestrator(&new).await?;
-    let entry = AuditEntry {
-        actor: principal.actor(),
-        action: "orchestrator.register".to_owned(),
-        target: Some(format!("orchestrator:{}", record.orchestrator_id)),
-        organization_id: Some(record.organization_id.clone()),
-        details: json!({ "name": record.name }),
-        success: true,
-    };
-    if let Err(e) = state.store.append_audit(&entry).await {
-        tracing::warn!(error = %e, "registration not audited");
-    }
+    let record = state
+        .store
+        .register_orchestrator(&new, &principal.actor())
+        .await?;
     Ok((StatusCode::CREATED, DataResponse::json(record)))
 }
 

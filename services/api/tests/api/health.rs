@@ -120,8 +120,12 @@ impl Store for FlakyStore {
     async fn get_orchestrator(&self, o: &str) -> StoreResult<Option<OrchestratorRecord>> {
         self.inner.get_orchestrator(o).await
     }
-    async fn register_orchestrator(&self, n: &NewOrchestrator) -> StoreResult<OrchestratorRecord> {
-        self.inner.register_orchestrator(n).await
+    async fn register_orchestrator(
+        &self,
+        n: &NewOrchestrator,
+        a: &Actor,
+    ) -> StoreResult<OrchestratorRecord> {
+        self.inner.register_orchestrator(n, a).await
     }
     async fn deregister_orchestrator(
         &self,
