@@ -36,4 +36,6 @@ pub mod validation;
 pub use error::ApiError;
 pub use router::openapi;
 pub use settings::{ApiSettings, ENVIRONMENT_HELP};
-pub use startup::{launch_with_listener, migrate_from_env, print_openapi, run, serve_from_env};
+pub use startup::{
+    ApiService, launch_with_listener, migrate_from_env, print_openapi, run, serve_from_env,
+};

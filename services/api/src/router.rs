@@ -191,10 +191,17 @@ fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
 
 /// The complete application for `state`: routes, fallbacks, body limit, metrics, tracing and
 /// CORS.
-pub fn router(state: &AppState) -> Router {
+pub fn router(state: &AppState, fallback: Option<Router>) -> Router {
     let (routes, _) = assemble(Some(state));
+    let routes = match fallback {
+        None => routes.fallback(not_found),
+        Some(fallback) => routes.fallback_service(
+            Router::new()
+                .nest_service("/api", Router::new().fallback(not_found))
+                .fallback_service(fallback),
+        ),
+    };
     let mut app = routes
-        .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.settings.api_max_body_bytes))
         .layer(middleware::from_fn(json_method_not_allowed))
         .layer(middleware::from_fn(record_metrics))

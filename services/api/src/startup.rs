@@ -24,6 +24,77 @@ use crate::state::{AppState, Shared};
 /// How long open requests may keep running after shutdown starts.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(20);
 
+/// A started API: settings checked, the operator user ensured, the live-event fan-out
+/// subscribed. Serve [`ApiService::router`] (alone, or inside a larger server), then call
+/// [`ApiService::stop`] once the server stopped.
+pub struct ApiService {
+    state: AppState,
+    tracker: TaskTracker,
+}
+
+impl ApiService {
+    /// # Errors
+    /// Invalid settings, or the operator user or the status subscription cannot be set up.
+    pub async fn start(
+        settings: ApiSettings,
+        liveness: LivenessSettings,
+        store: Arc<dyn Store>,
+        bus: Bus,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let settings = settings.normalized();
+        settings.validate()?;
+        liveness.validate()?;
+        announce_authentication(&settings);
+        if let Some((username, _)) = settings.admin_credential() {
+            store
+                .ensure_user(username, SUPERADMIN)
+                .await
+                .context("cannot create the operator user")?;
+        }
+
+        let tracker = TaskTracker::new();
+        let (status_events, _) = broadcast::channel(CHANNEL_CAPACITY);
+        StatusFanout::start(&bus, status_events.clone(), &tracker, shutdown.clone())
+            .await
+            .context("cannot subscribe to status events on NATS")?;
+
+        let openapi_json = serde_json::to_vec(&crate::router::openapi())
+            .context("cannot encode the OpenAPI document")?;
+        let heartbeat_ttl = chrono::Duration::seconds(
+            i64::try_from(liveness.heartbeat_ttl_sec).context("HEARTBEAT_TTL_SEC is too large")?,
+        );
+        let state = AppState::new(Shared {
+            store,
+            bus,
+            settings,
+            heartbeat_ttl,
+            status_events,
+            openapi_json: openapi_json.into(),
+            shutdown,
+        });
+        Ok(Self { state, tracker })
+    }
+
+    /// The complete application: API routes, JSON 404/405, body limit, metrics, tracing, CORS.
+    pub fn router(&self) -> axum::Router {
+        crate::router::router(&self.state, None)
+    }
+
+    /// The application with `fallback` answering every path outside `/api/` that no route
+    /// matches (the single binary serves the dashboard this way); unknown `/api/` paths still
+    /// get the JSON 404.
+    pub fn router_with_fallback(&self, fallback: axum::Router) -> axum::Router {
+        crate::router::router(&self.state, Some(fallback))
+    }
+
+    /// Waits for the background tasks (the live-event fan-out stops on shutdown).
+    pub async fn stop(self) {
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
 /// Serves the API on `listener` until `shutdown` fires, then drains.
 ///
 /// # Errors
@@ -37,41 +108,25 @@ pub async fn launch_with_listener(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let settings = settings.normalized();
-    settings.validate()?;
-    liveness.validate()?;
-    announce_authentication(&settings);
-    if let Some((username, _)) = settings.admin_credential() {
-        store
-            .ensure_user(username, SUPERADMIN)
-            .await
-            .context("cannot create the operator user")?;
-    }
-
-    let tracker = TaskTracker::new();
-    let (status_events, _) = broadcast::channel(CHANNEL_CAPACITY);
-    StatusFanout::start(&bus, status_events.clone(), &tracker, shutdown.clone())
-        .await
-        .context("cannot subscribe to status events on NATS")?;
-
-    let openapi_json = serde_json::to_vec(&crate::router::openapi())
-        .context("cannot encode the OpenAPI document")?;
-    let heartbeat_ttl = chrono::Duration::seconds(
-        i64::try_from(liveness.heartbeat_ttl_sec).context("HEARTBEAT_TTL_SEC is too large")?,
-    );
-    let state = AppState::new(Shared {
-        store,
-        bus,
-        settings,
-        heartbeat_ttl,
-        status_events,
-        openapi_json: openapi_json.into(),
-        shutdown: shutdown.clone(),
-    });
-    let app = crate::router::router(&state);
-
+    let service = ApiService::start(settings, liveness, store, bus, shutdown.clone()).await?;
+    let app = service.router();
     let addr = listener.local_addr().context("listener has no address")?;
     tracing::info!(%addr, "api listening");
+    serve_until_drained(listener, app, &shutdown).await?;
+    service.stop().await;
+    tracing::info!("api stopped");
+    Ok(())
+}
+
+/// Serves `app` until `shutdown` fires, giving open requests [`DRAIN_DEADLINE`] to finish.
+///
+/// # Errors
+/// When the server fails.
+pub async fn serve_until_drained(
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
     let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -90,9 +145,6 @@ pub async fn launch_with_listener(
     if !drained {
         tracing::warn!(deadline = ?DRAIN_DEADLINE, "requests still running at the drain deadline; stopping anyway");
     }
-    tracker.close();
-    tracker.wait().await;
-    tracing::info!("api stopped");
     Ok(())
 }
 
