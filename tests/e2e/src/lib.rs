@@ -6,6 +6,7 @@
 //! README's test command builds them first (`cargo build --workspace --bins`).
 
 pub mod client;
+pub mod scenario;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
