@@ -1558,7 +1558,8 @@ fn usage(
 }
 
 /// Cost report totals and breakdowns are exact over the half-open range `[from, to)`, with
-/// each granularity and filter; the overview counts this month's usage, users and pending
+/// each granularity and filter; periods are UTC days, weeks starting on Monday and calendar
+/// months, exact at their edges; the overview counts this month's usage, users and pending
 /// messages of supervised orchestrators.
 pub async fn usage_costs_and_overview_add_up(store: &dyn Store) {
     // 2025-06-02 is a Monday.
@@ -1789,6 +1790,80 @@ pub async fn usage_costs_and_overview_add_up(store: &dyn Store) {
         "{}",
         overview.cost_this_month
     );
+
+    // Period edges: weeks start on Monday (a Sunday belongs to the week before it, also
+    // across a new year), months and days at midnight UTC, to the microsecond. Long ago, so
+    // this month's overview above is unaffected; in an organization of its own.
+    let edge = |requests: i64, at: DateTime<Utc>| {
+        usage("o-edge", "org-edges", None, (requests, 0, 0), 0.0, at)
+    };
+    let last_micro = |t: DateTime<Utc>| t - TimeDelta::microseconds(1);
+    store
+        .record_usage(&[
+            // Sunday, the last microsecond of the week of Monday 2020-12-21.
+            edge(1, last_micro(utc(2020, 12, 28, 0, 0, 0))),
+            // Monday 2020-12-28, the first instant of its week.
+            edge(2, utc(2020, 12, 28, 0, 0, 0)),
+            // The last microsecond of December (a Thursday).
+            edge(4, last_micro(utc(2021, 1, 1, 0, 0, 0))),
+            // New Year's Day (a Friday), still the week of 2020-12-28.
+            edge(8, utc(2021, 1, 1, 0, 0, 0)),
+            // Sunday 2021-01-03, the last day of that week.
+            edge(16, utc(2021, 1, 3, 12, 0, 0)),
+        ])
+        .await
+        .expect("record edge usage");
+    let edges = |granularity: Granularity| CostQuery {
+        from: utc(2020, 12, 1, 0, 0, 0),
+        to: utc(2021, 2, 1, 0, 0, 0),
+        organization_id: Some("org-edges".into()),
+        orchestrator_id: None,
+        granularity,
+    };
+    let requests = |r: &crate::CostReport| {
+        r.series
+            .iter()
+            .map(|p| (p.period_start, p.totals.requests))
+            .collect::<Vec<_>>()
+    };
+    let weekly = store
+        .costs(&edges(Granularity::Week))
+        .await
+        .expect("weekly edges");
+    assert_eq!(
+        requests(&weekly),
+        vec![
+            (utc(2020, 12, 21, 0, 0, 0), 1),
+            (utc(2020, 12, 28, 0, 0, 0), 30)
+        ]
+    );
+    let monthly = store
+        .costs(&edges(Granularity::Month))
+        .await
+        .expect("monthly edges");
+    assert_eq!(
+        requests(&monthly),
+        vec![
+            (utc(2020, 12, 1, 0, 0, 0), 7),
+            (utc(2021, 1, 1, 0, 0, 0), 24)
+        ]
+    );
+    let daily = store
+        .costs(&edges(Granularity::Day))
+        .await
+        .expect("daily edges");
+    assert_eq!(
+        requests(&daily),
+        vec![
+            (utc(2020, 12, 27, 0, 0, 0), 1),
+            (utc(2020, 12, 28, 0, 0, 0), 2),
+            (utc(2020, 12, 31, 0, 0, 0), 4),
+            (utc(2021, 1, 1, 0, 0, 0), 8),
+            (utc(2021, 1, 3, 0, 0, 0), 16),
+        ]
+    );
+    assert_eq!(daily.totals.requests, 31);
+    assert!(daily.totals.cost.abs() < f64::EPSILON);
 }
 
 /// Organizations: created once (audited), listed by id in pages with a total, each with its
