@@ -245,6 +245,9 @@ async fn session(
             &request,
             Duration::from_secs(edge.settings.hello_commit_timeout_sec),
         )
+        // A short span of its own: the socket span lives as long as the socket, so without
+        // this the edge's part of the hello trace would only be exported at disconnect.
+        .instrument(tracing::info_span!("hello_commit"))
         .await;
     let (provisioning, pending) = match reply {
         Ok(HelloReply::Accepted {
