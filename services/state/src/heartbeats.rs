@@ -237,6 +237,13 @@ pub async fn flush_once(ctx: &StateContext, batcher: &HeartbeatBatcher) {
                 .record(started.elapsed().as_secs_f64());
             metrics::counter!("moolai_state_heartbeats_written_total")
                 .increment(beats.len() as u64);
+            // Receive-at-the-edge to committed, per written heartbeat: the liveness lag an
+            // operator sees.
+            let committed = Utc::now();
+            let lag = metrics::histogram!("moolai_state_heartbeat_lag_seconds");
+            for beat in &beats {
+                lag.record((committed - beat.received_at).as_seconds_f64().max(0.0));
+            }
             for change in &changes {
                 ctx.publish_status(change, "heartbeat").await;
             }
