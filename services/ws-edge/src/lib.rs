@@ -10,6 +10,7 @@
 //! take any orchestrator. On shutdown it closes every socket with 1001 within a deadline and does
 //! not report those closes as disconnects (the orchestrators are not gone; they reconnect).
 
+pub mod admission;
 pub mod registry;
 pub mod socket;
 
@@ -70,6 +71,9 @@ pub struct EdgeSettings {
     /// Sockets this edge accepts at once; past it the upgrade gets 503 with Retry-After.
     #[serde(default = "default_max_conn")]
     pub ws_max_connections: usize,
+    /// New handshakes per second this edge accepts; past it upgrades get 503 + Retry-After.
+    #[serde(default = "default_handshake_rate")]
+    pub ws_max_handshakes_per_sec: u32,
     /// Interval of the `controller_heartbeat` frame (and WebSocket ping).
     #[serde(default = "default_ctrl_hb")]
     pub controller_heartbeat_sec: u64,
@@ -119,6 +123,9 @@ fn default_outbound() -> usize {
 }
 fn default_max_conn() -> usize {
     200_000
+}
+fn default_handshake_rate() -> u32 {
+    2_000
 }
 fn default_ctrl_hb() -> u64 {
     20
@@ -173,6 +180,10 @@ impl EdgeSettings {
             "WS_MAX_CONNECTIONS must be at least 1"
         );
         anyhow::ensure!(
+            self.ws_max_handshakes_per_sec >= 1,
+            "WS_MAX_HANDSHAKES_PER_SEC must be at least 1"
+        );
+        anyhow::ensure!(
             self.orchestrator_auth == "open",
             "ORCHESTRATOR_AUTH={:?} is not supported by this version: only \"open\"",
             self.orchestrator_auth
@@ -195,6 +206,8 @@ pub struct Edge {
     pub shutdown: CancellationToken,
     /// Caps concurrent sockets (admission control).
     pub slots: Arc<Semaphore>,
+    /// Caps new handshakes per second (reconnect storms).
+    pub handshakes: admission::HandshakeLimiter,
     pub sockets: TaskTracker,
 }
 
@@ -223,6 +236,7 @@ impl EdgeService {
         }
         let edge = Arc::new(Edge {
             slots: Arc::new(Semaphore::new(settings.ws_max_connections)),
+            handshakes: admission::HandshakeLimiter::new(settings.ws_max_handshakes_per_sec),
             settings,
             edge_id,
             bus: bus.clone(),
@@ -343,6 +357,11 @@ pub async fn upgrade(
             .increment(1);
         return overloaded("too many connections on this edge", 5);
     };
+    if !edge.handshakes.try_acquire() {
+        metrics::counter!("moolai_edge_upgrades_refused_total", "reason" => "handshake_rate")
+            .increment(1);
+        return overloaded("too many new connections right now", 1);
+    }
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -396,6 +396,36 @@ async fn shutdown_closes_sockets_with_1001_and_reports_no_disconnect() {
 }
 
 #[tokio::test]
+async fn a_handshake_storm_past_the_rate_gets_503_with_retry_after() {
+    let mut s = settings();
+    s.ws_max_handshakes_per_sec = 3;
+    let h = start(s, true).await;
+    let http = reqwest::Client::new();
+    let mut refused = 0;
+    for _ in 0..10 {
+        // A bare upgrade request is enough to meet admission control.
+        let r = http
+            .get(&h.http_url)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .send()
+            .await
+            .expect("request");
+        if r.status().as_u16() == 503 {
+            assert_eq!(r.headers()["retry-after"], "1");
+            refused += 1;
+        }
+    }
+    assert!(
+        refused >= 6,
+        "only {refused} of 10 refused at 3 handshakes/s"
+    );
+    h.stop.cancel();
+}
+
+#[tokio::test]
 async fn admission_control_refuses_upgrades_past_the_cap() {
     let mut s = settings();
     s.ws_max_connections = 1;
