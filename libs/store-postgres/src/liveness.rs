@@ -158,6 +158,7 @@ impl PgStore {
                 skipped: Some(SKIPPED_LOCKED.to_owned()),
             });
         }
+        refresh_statistics(&mut tx).await?;
 
         // If nobody at all has been heard from within the TTL while several are supposed to
         // be active, the likelier story is that heartbeats stopped reaching the database.
@@ -214,6 +215,40 @@ fn truncate_chars(s: &str, max: usize) -> &str {
         Some((end, _)) => &s[..end],
         None => s,
     }
+}
+
+/// Autovacuum analyzes a table at most once per `autovacuum_naptime` (a minute by default).
+/// Until then a fresh `orchestrator_instances` filling up during a registration storm is
+/// planned as if it were nearly empty, and the heartbeat flush's join degrades into a
+/// nested loop that is quadratic in the batch (seconds to minutes for a few thousand rows,
+/// instead of ~100 ms for 20,000 with statistics). The sweep, which runs every few seconds on
+/// one replica, refreshes the statistics itself when the row count has drifted far from
+/// what the planner believes. `ANALYZE` samples a bounded number of rows and does not block
+/// writers.
+async fn refresh_statistics(tx: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+    let (planned, live): (f32, i64) = sqlx::query_as(
+        "SELECT c.reltuples, COALESCE(s.n_live_tup, 0) \
+         FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid \
+         WHERE c.oid = 'orchestrator_instances'::regclass",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    let planned = f64::from(planned.max(0.0));
+    #[allow(clippy::cast_precision_loss)] // row counts far below 2^52
+    let live = live as f64;
+    if live > 2.0 * planned + 500.0 {
+        tracing::info!(
+            planned,
+            live,
+            "refreshing orchestrator_instances statistics"
+        );
+        sqlx::query("ANALYZE orchestrator_instances")
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

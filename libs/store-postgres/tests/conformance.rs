@@ -434,3 +434,59 @@ async fn test_databases_are_dropped() {
             .expect("query");
     assert!(!exists, "{name} still exists");
 }
+
+/// A registration storm fills a fresh table faster than autovacuum analyzes it; without
+/// statistics the heartbeat flush is planned as a quadratic nested loop. The sweep refreshes
+/// them.
+#[tokio::test]
+async fn sweep_refreshes_planner_statistics_after_a_bulk_registration() {
+    let db = TestDatabase::create().await;
+    let store = db.store(TTL).await;
+    cleanup_after(db, &[&store], async {
+        sqlx::query("INSERT INTO organizations (organization_id, name) VALUES ('org-s', 'org')")
+            .execute(store.pool())
+            .await
+            .expect("organization");
+        sqlx::query(
+            "INSERT INTO orchestrator_instances (orchestrator_id, organization_id, last_seen, status) \
+             SELECT format('orch-%s', g), 'org-s', now(), 'active' FROM generate_series(1, 20000) g",
+        )
+        .execute(store.pool())
+        .await
+        .expect("orchestrators");
+        let planned = || async {
+            sqlx::query_scalar::<_, f32>(
+                "SELECT reltuples FROM pg_class WHERE oid = 'orchestrator_instances'::regclass",
+            )
+            .fetch_one(store.pool())
+            .await
+            .expect("reltuples")
+        };
+        assert!(planned().await < 1000.0, "statistics already fresh: the test proves nothing");
+        // The cumulative statistics reach pg_stat_user_tables shortly after the commit.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            store.sweep_expired().await.expect("sweep");
+            if planned().await >= 18_000.0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the sweep never refreshed the statistics");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let beats: Vec<HeartbeatWrite> = (1..=20_000)
+            .map(|g| HeartbeatWrite {
+                orchestrator_id: format!("orch-{g}"),
+                received_at: Utc::now(),
+            })
+            .collect();
+        store.flush_heartbeats(&beats).await.expect("flush");
+        let fresh: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM orchestrator_instances WHERE last_seen > now() - interval '1 minute'",
+        )
+        .fetch_one(store.pool())
+        .await
+        .expect("count");
+        assert_eq!(fresh, 20_000);
+    })
+    .await;
+}
