@@ -1,0 +1,67 @@
+import { createContext, useCallback, useContext, useEffect, useMemo, useState, type ReactNode } from 'react';
+import { useQueryClient } from '@tanstack/react-query';
+import { api, unwrap } from '../api/client';
+import { endSession, getSession, startSession, subscribeSession, type Session, type SessionEndReason } from './session';
+import { clearRecent } from '../live/recent';
+
+interface AuthValue {
+  session: Session | null;
+  /** Why the last session ended, for the login page. */
+  endedBecause: SessionEndReason | null;
+  login: (username: string, password: string) => Promise<void>;
+  logout: () => Promise<void>;
+}
+
+const AuthContext = createContext<AuthValue | null>(null);
+
+export function AuthProvider({ children }: { children: ReactNode }) {
+  const client = useQueryClient();
+  const [session, setSession] = useState<Session | null>(() => getSession());
+  const [endedBecause, setEndedBecause] = useState<SessionEndReason | null>(null);
+
+  useEffect(
+    () =>
+      subscribeSession((next, reason) => {
+        setSession(next);
+        if (next) {
+          setEndedBecause(null);
+        } else {
+          setEndedBecause(reason ?? 'logout');
+          client.clear();
+          clearRecent();
+        }
+      }),
+    [client],
+  );
+
+  // End the session when it expires, even if the page sits idle.
+  useEffect(() => {
+    if (!session) return;
+    const left = Date.parse(session.expires_at) - Date.now();
+    const timer = setTimeout(() => endSession('expired'), Math.max(0, Math.min(left, 2_147_000_000)));
+    return () => clearTimeout(timer);
+  }, [session]);
+
+  const login = useCallback(async (username: string, password: string) => {
+    const result = await unwrap(api.POST('/api/v1/internal/auth/login', { body: { username, password } }));
+    startSession(result.user);
+  }, []);
+
+  const logout = useCallback(async () => {
+    try {
+      await unwrap(api.POST('/api/v1/internal/auth/logout'));
+    } catch {
+      // The session ends here whatever the server says.
+    }
+    endSession('logout');
+  }, []);
+
+  const value = useMemo(() => ({ session, endedBecause, login, logout }), [session, endedBecause, login, logout]);
+  return <AuthContext.Provider value={value}>{children}</AuthContext.Provider>;
+}
+
+export function useAuth(): AuthValue {
+  const value = useContext(AuthContext);
+  if (!value) throw new Error('useAuth outside AuthProvider');
+  return value;
+}
