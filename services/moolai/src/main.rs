@@ -31,6 +31,9 @@ enum Cmd {
         #[arg(long, default_value = "http://127.0.0.1:8765/health")]
         url: String,
     },
+    /// Connect N simulated orchestrators to a controller (this one by default) so the
+    /// dashboard shows a live fleet: `moolai simulate --count 50`.
+    Simulate(moolai_simulator::cli::SimulateArgs),
 }
 
 #[tokio::main]
@@ -47,6 +50,7 @@ async fn main() -> ExitCode {
         Cmd::Serve => serve().await,
         Cmd::Migrate => migrate().await,
         Cmd::Healthcheck { url } => healthcheck(&url).await,
+        Cmd::Simulate(args) => moolai_simulator::cli::run(args).await.map(drop),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -238,3 +238,49 @@ fn bad_database_urls_are_refused_naming_the_variable() {
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("DATABASE_URL"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_brings_up_a_live_fleet() {
+    let dir = temp_dir();
+    let m = Moolai::start(&dir, free_port().expect("port"), &[]).await;
+    let out = tokio::task::spawn_blocking({
+        let url = m.ws("/ws");
+        move || {
+            Command::new(bin_dir().expect("bins").join("moolai"))
+                .args([
+                    "simulate",
+                    "--url",
+                    &url,
+                    "--count",
+                    "5",
+                    "--heartbeat-interval-sec",
+                    "0.5",
+                    "--duration-sec",
+                    "3",
+                    "--json",
+                ])
+                .output()
+                .expect("simulate")
+        }
+    })
+    .await
+    .expect("join");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["target"], 5, "{report}");
+    assert!(report["handshakes"].as_u64() >= Some(5), "{report}");
+    assert!(report["heartbeats_sent"].as_u64() >= Some(10), "{report}");
+    let token = m.login().await;
+    let list: Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/controller/orchestrators?search=sim-", m.base()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list["data"]["total"], 5, "{list}");
+    drop(m);
+    let _ = std::fs::remove_dir_all(dir);
+}

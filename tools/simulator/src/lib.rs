@@ -16,6 +16,8 @@
 //! It must not: keep per-client channels or samples, or leave sockets open after it returns
 //! (every client is shut down with a clean close).
 
+pub mod cli;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
