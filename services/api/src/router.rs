@@ -134,11 +134,62 @@ fn assemble(state: Option<&AppState>) -> (Router<AppState>, OpenApi) {
             require_bearer_or_query,
         ));
     }
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(public)
         .merge(bearer)
         .merge(stream)
-        .split_for_parts()
+        .split_for_parts();
+    document_common_errors(&mut doc);
+    (router, doc)
+}
+
+/// Errors any operation can answer, documented once here rather than on every handler:
+/// 400 for a malformed body, query or path (the extractors' rejections), 413 for a body over
+/// the limit, 422 for a body of the wrong shape, 503 when the database or the broker is
+/// unavailable.
+fn document_common_errors(doc: &mut OpenApi) {
+    for (path, item) in &mut doc.paths.paths {
+        let documents_itself = path == "/api/v1/openapi.json";
+        for op in operations_mut(item) {
+            let takes_input =
+                op.request_body.is_some() || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            let mut add = |code: &str, description: &str| {
+                op.responses
+                    .responses
+                    .entry(code.to_owned())
+                    .or_insert_with(|| error_response(description));
+            };
+            if takes_input {
+                add("400", "Malformed body, query or path");
+            }
+            if op.request_body.is_some() {
+                add("413", "Body larger than API_MAX_BODY_BYTES");
+                add(
+                    "422",
+                    "Well-formed JSON that is not the expected shape or breaks a rule",
+                );
+            }
+            if !documents_itself {
+                add("503", "The database or the message bus is unavailable");
+            }
+        }
+    }
+}
+
+fn error_response(description: &str) -> RefOr<DocResponse> {
+    RefOr::T(
+        utoipa::openapi::ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                utoipa::openapi::ContentBuilder::new()
+                    .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                        "ErrorBody",
+                    ))))
+                    .build(),
+            )
+            .build(),
+    )
 }
 
 /// The OpenAPI document of this API (also served at `GET /api/v1/openapi.json`).

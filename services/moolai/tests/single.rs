@@ -265,14 +265,21 @@ async fn simulate_brings_up_a_live_fleet() {
     })
     .await
     .expect("join");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(report["target"], 5, "{report}");
     assert!(report["handshakes"].as_u64() >= Some(5), "{report}");
     assert!(report["heartbeats_sent"].as_u64() >= Some(10), "{report}");
     let token = m.login().await;
     let list: Value = reqwest::Client::new()
-        .get(format!("{}/api/v1/controller/orchestrators?search=sim-", m.base()))
+        .get(format!(
+            "{}/api/v1/controller/orchestrators?search=sim-",
+            m.base()
+        ))
         .bearer_auth(&token)
         .send()
         .await
