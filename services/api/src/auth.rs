@@ -198,7 +198,7 @@ pub async fn authenticate(
         .ok_or_else(|| ApiError::Unauthorized("invalid or expired token".into()))?;
     Ok(Principal {
         username: session.username,
-        role: session.role,
+        role: session.role.as_str().to_owned(),
         credential: Credential::Session {
             token_hash,
             expires_at: session.expires_at,

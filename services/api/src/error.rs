@@ -147,6 +147,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(what) => Self::NotFound(format!("{what} not found")),
             StoreError::Conflict(m) => Self::Conflict(m),
+            StoreError::Unauthorized(m) => Self::Unauthorized(m),
             StoreError::Invalid(m) => Self::Invalid(m),
             StoreError::Unavailable(m) => Self::Unavailable(format!("database: {m}")),
             StoreError::Other(m) => Self::Internal(format!("storage: {m}")),

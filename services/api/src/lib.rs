@@ -25,6 +25,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod password;
 pub mod responses;
 pub mod router;
 pub mod routes;

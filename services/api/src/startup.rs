@@ -16,10 +16,10 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::SUPERADMIN;
 use crate::routes::events::{CHANNEL_CAPACITY, StatusFanout};
 use crate::settings::ApiSettings;
 use crate::state::{AppState, Shared};
+use secrecy::ExposeSecret;
 
 /// How long open requests may keep running after shutdown starts.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(20);
@@ -46,11 +46,33 @@ impl ApiService {
         settings.validate()?;
         liveness.validate()?;
         announce_authentication(&settings);
-        if let Some((username, _)) = settings.admin_credential() {
-            store
-                .ensure_user(username, SUPERADMIN)
+        if let Some((username, password)) = settings.admin_credential()
+            && store
+                .get_user(username)
                 .await
-                .context("cannot create the operator user")?;
+                .context("cannot read the operator user")?
+                .is_none()
+        {
+            let password_hash = crate::password::hash_blocking(password.expose_secret().to_owned())
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot hash the operator password: {e}"))?;
+            let created = store
+                .create_user(
+                    &moolai_store::NewUser {
+                        username: username.to_owned(),
+                        role: moolai_store::Role::Superadmin,
+                        password_hash,
+                        organization_ids: Vec::new(),
+                    },
+                    &moolai_store::Actor::system(),
+                )
+                .await;
+            match created {
+                Ok(_) | Err(moolai_store::StoreError::Conflict(_)) => {}
+                Err(e) => {
+                    return Err(anyhow::Error::from(e).context("cannot create the operator user"));
+                }
+            }
         }
 
         let tracker = TaskTracker::new();

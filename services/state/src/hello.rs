@@ -63,6 +63,7 @@ async fn register(ctx: &StateContext, request: HelloRequest) -> HelloReply {
         edge_id: request.edge_id,
         remote_addr: request.remote_addr,
         dialect: request.dialect,
+        credential_id: None,
     };
     match ctx.store.register_hello(&registration).await {
         Ok(registered) => {

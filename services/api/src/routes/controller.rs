@@ -40,7 +40,7 @@ const MAX_COST_RANGE_DAYS: i64 = 400;
 pub async fn overview(
     State(state): State<AppState>,
 ) -> Result<Json<DataResponse<Overview>>, ApiError> {
-    Ok(DataResponse::json(state.store.overview().await?))
+    Ok(DataResponse::json(state.store.overview(None).await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -70,7 +70,10 @@ pub async fn list_organizations(
 ) -> Result<Json<DataResponse<Page<OrganizationRecord>>>, ApiError> {
     let (page, page_size) = validation::page(q.page, q.page_size, ORGANIZATIONS_PAGE_SIZE)?;
     Ok(DataResponse::json(
-        state.store.list_organizations(page, page_size).await?,
+        state
+            .store
+            .list_organizations(page, page_size, None)
+            .await?,
     ))
 }
 
@@ -164,6 +167,7 @@ async fn orchestrator_page(
         status: q.status,
         organization_id: q.organization_id,
         search: validation::text_filter("search", q.search)?,
+        scope: None,
     };
     Ok(DataResponse::json(
         state.store.list_orchestrators(&query).await?,
@@ -373,6 +377,7 @@ pub async fn costs(
             organization_id: q.organization_id,
             orchestrator_id: q.orchestrator_id,
             granularity: q.granularity.unwrap_or_default(),
+            scope: None,
         })
         .await?;
     Ok(DataResponse::json(report))
@@ -440,6 +445,7 @@ pub async fn audit_log(
         actor: validation::text_filter("actor", q.actor)?,
         target: validation::text_filter("target", q.target)?,
         organization_id: q.organization_id,
+        ..AuditQuery::default()
     };
     Ok(DataResponse::json(state.store.list_audit(&query).await?))
 }

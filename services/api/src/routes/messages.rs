@@ -116,6 +116,7 @@ pub async fn list_orchestrator_messages(
         orchestrator_id: Some(orchestrator_id),
         organization_id: None,
         limit: validation::limit(q.limit, DEFAULT_LIMIT, MAX_LIMIT)?,
+        scope: None,
     };
     Ok(DataResponse::json(state.store.list_messages(&query).await?))
 }
@@ -156,6 +157,7 @@ pub async fn list_messages(
         orchestrator_id: q.orchestrator_id,
         organization_id: q.organization_id,
         limit: validation::limit(q.limit, DEFAULT_LIMIT, MAX_LIMIT)?,
+        scope: None,
     };
     Ok(DataResponse::json(state.store.list_messages(&query).await?))
 }

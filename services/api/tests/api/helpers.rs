@@ -186,6 +186,7 @@ impl TestApp {
                 edge_id: "edge-test".to_owned(),
                 remote_addr: Some("192.0.2.10".to_owned()),
                 dialect: Dialect::Deployed,
+                credential_id: None,
             })
             .await
             .unwrap()
