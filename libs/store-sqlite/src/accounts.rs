@@ -59,6 +59,9 @@ impl TryFrom<UserRow> for UserRecord {
     }
 }
 
+/// A session joined with its user: name, current role, organizations, expiry.
+type SessionRow = (String, String, Json<Vec<String>>, DateTime<Utc>);
+
 #[derive(sqlx::FromRow)]
 struct UserLoginRow {
     #[sqlx(flatten)]
@@ -373,7 +376,7 @@ impl SqliteStore {
         &self,
         token_hash: &str,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        let row: Option<(String, String, Json<Vec<String>>, DateTime<Utc>)> = sqlx::query_as(
+        let row: Option<SessionRow> = sqlx::query_as(
             "SELECT s.username, u.role, u.organization_ids, s.expires_at \
              FROM login_sessions s JOIN users u ON u.username = s.username \
              WHERE s.token_hash = $1 AND s.expires_at > $2 AND NOT u.disabled",

@@ -32,6 +32,7 @@ pub mod routes;
 pub mod settings;
 pub mod startup;
 pub mod state;
+pub mod throttle;
 pub mod validation;
 
 pub use error::ApiError;

@@ -408,12 +408,23 @@ async fn route_commands(edge: Arc<Edge>, mut commands: moolai_bus::Deliveries) {
                     });
                 }
             }
-            Command::Close { code, reason } => {
-                handle.send(socket::Outbound::Close {
-                    code,
-                    reason,
-                    disconnect_reason: "closed_by_controller",
-                });
+            Command::Close {
+                code,
+                reason,
+                session_id,
+            } => {
+                if session_id.is_none_or(|s| *handle.session_id == *s) {
+                    let disconnect_reason = if code == socket::CLOSE_CREDENTIAL_REVOKED {
+                        "credential_revoked"
+                    } else {
+                        "closed_by_controller"
+                    };
+                    handle.send(socket::Outbound::Close {
+                        code,
+                        reason,
+                        disconnect_reason,
+                    });
+                }
             }
         }
     }

@@ -1,9 +1,11 @@
 //! One orchestrator socket, from upgrade to close.
 //!
 //! Close codes: 1000 idle timeout, 1001 edge shutting down, 1003 binary frame, 1008 policy
-//! (no hello in time, first frame not a hello, rejected hello, flood, repeated garbage),
-//! 1009 frame too large, 1013 controller cannot register right now (retry), 4000 replaced by a
-//! newer connection of the same orchestrator, 4004 deregistered by an operator.
+//! (no hello in time, first frame not a hello, rejected hello — including a missing, wrong,
+//! revoked or other organization's credential — flood, repeated garbage), 1009 frame too
+//! large, 1013 controller cannot register right now (retry), 4000 replaced by a newer
+//! connection of the same orchestrator, 4001 the credential it registered with was revoked,
+//! 4004 deregistered by an operator.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,6 +36,9 @@ pub const CLOSE_POLICY: u16 = 1008;
 pub const CLOSE_TOO_BIG: u16 = 1009;
 pub const CLOSE_TRY_AGAIN: u16 = 1013;
 pub const CLOSE_REPLACED: u16 = 4000;
+/// The credential the socket registered with was revoked (sent by the api through a
+/// `Command::Close`).
+pub const CLOSE_CREDENTIAL_REVOKED: u16 = 4001;
 
 /// Something to write to the socket, queued by the command router.
 #[derive(Debug)]

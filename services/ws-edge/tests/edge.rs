@@ -357,6 +357,7 @@ async fn commands_reach_the_socket_and_a_newer_session_replaces_the_old() {
     let close = Command::Close {
         code: 4004,
         reason: "deregistered".into(),
+        session_id: None,
     };
     h.bus
         .publish(

@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 use tracing::instrument;
 use utoipa::IntoParams;
 
+use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Query;
 use crate::state::AppState;
@@ -84,7 +85,7 @@ pub struct EventParams {
     pub access_token: Option<String>,
 }
 
-/// Live orchestrator status changes. Events: `status` (data: a StatusEvent, the same JSON as
+/// Live orchestrator status changes of the caller's organizations. Events: `status` (data: a StatusEvent, the same JSON as
 /// the public NATS `status` subject) and `resync` (the client fell behind: refetch the
 /// listings). A comment is sent every 15 s to keep proxies from closing the stream.
 #[utoipa::path(
@@ -100,25 +101,51 @@ pub struct EventParams {
 #[instrument(skip_all)]
 pub async fn events(
     State(state): State<AppState>,
+    principal: Principal,
     Query(q): Query<EventParams>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     validation::optional_id_param("organization_id", q.organization_id.as_deref())?;
+    principal.check_filter(q.organization_id.as_deref())?;
     let receiver = state.status_events.subscribe();
-    let stream = status_stream(receiver, q.organization_id, state.shutdown.clone());
+    let filter = OrganizationFilter {
+        organization_id: q.organization_id,
+        scope: principal.scope_owned(),
+    };
+    let stream = status_stream(receiver, filter, state.shutdown.clone());
     metrics::gauge!("api_sse_clients").increment(1.0);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+}
+
+/// Which events a client receives: those of its scope (every organization for a
+/// superadmin), narrowed to one organization when it asked for one.
+#[derive(Debug, Clone, Default)]
+struct OrganizationFilter {
+    organization_id: Option<String>,
+    scope: Option<Vec<String>>,
+}
+
+impl OrganizationFilter {
+    fn admits(&self, organization_id: &str) -> bool {
+        self.organization_id
+            .as_deref()
+            .is_none_or(|o| o == organization_id)
+            && self
+                .scope
+                .as_ref()
+                .is_none_or(|s| s.iter().any(|o| o == organization_id))
+    }
 }
 
 /// A receiver turned into SSE events; ends on shutdown (so graceful shutdown can finish) or
 /// when the fan-out stops.
 fn status_stream(
     receiver: broadcast::Receiver<Arc<StatusEvent>>,
-    organization_id: Option<String>,
+    filter: OrganizationFilter,
     shutdown: CancellationToken,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     struct Client {
         receiver: broadcast::Receiver<Arc<StatusEvent>>,
-        organization_id: Option<String>,
+        filter: OrganizationFilter,
         shutdown: CancellationToken,
     }
     impl Drop for Client {
@@ -131,7 +158,7 @@ fn status_stream(
     let hello = futures::stream::once(async { Ok(Event::default().comment("connected")) });
     let client = Client {
         receiver,
-        organization_id,
+        filter,
         shutdown,
     };
     let updates = futures::stream::unfold(client, |mut client| async move {
@@ -143,11 +170,7 @@ fn status_stream(
             };
             match received {
                 Ok(event) => {
-                    if client
-                        .organization_id
-                        .as_ref()
-                        .is_some_and(|org| *org != event.organization_id)
-                    {
+                    if !client.filter.admits(&event.organization_id) {
                         continue;
                     }
                     let sse = Event::default()
@@ -205,7 +228,11 @@ mod tests {
     async fn filters_by_organization_and_reports_lag() {
         let (tx, rx) = broadcast::channel(2);
         let shutdown = CancellationToken::new();
-        let mut s = Box::pin(status_stream(rx, Some("org-a".into()), shutdown.clone()));
+        let filter = OrganizationFilter {
+            organization_id: Some("org-a".into()),
+            scope: None,
+        };
+        let mut s = Box::pin(status_stream(rx, filter, shutdown.clone()));
         assert_eq!(next_text(&mut s).await, ": connected\n\n");
         tx.send(event("org-b", "x")).unwrap();
         tx.send(event("org-a", "y")).unwrap();
@@ -222,5 +249,44 @@ mod tests {
         shutdown.cancel();
         // Events still buffered are skipped once shutdown fires.
         assert!(s.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_scoped_client_only_sees_its_organizations() {
+        let (tx, rx) = broadcast::channel(8);
+        let filter = OrganizationFilter {
+            organization_id: None,
+            scope: Some(vec!["org-a".into(), "org-c".into()]),
+        };
+        let mut s = Box::pin(status_stream(rx, filter, CancellationToken::new()));
+        assert_eq!(next_text(&mut s).await, ": connected\n\n");
+        for (org, orch) in [
+            ("org-b", "b1"),
+            ("org-a", "a1"),
+            ("org-b", "b2"),
+            ("org-c", "c1"),
+        ] {
+            tx.send(event(org, orch)).unwrap();
+        }
+        assert!(
+            next_text(&mut s)
+                .await
+                .contains("\"orchestrator_id\":\"a1\"")
+        );
+        assert!(
+            next_text(&mut s)
+                .await
+                .contains("\"orchestrator_id\":\"c1\"")
+        );
+        let nobody = OrganizationFilter {
+            organization_id: None,
+            scope: Some(vec![]),
+        };
+        assert!(!nobody.admits("org-a"));
+        let narrowed = OrganizationFilter {
+            organization_id: Some("org-c".into()),
+            scope: Some(vec!["org-a".into(), "org-c".into()]),
+        };
+        assert!(narrowed.admits("org-c") && !narrowed.admits("org-a"));
     }
 }
