@@ -12,7 +12,8 @@
 //!   write itself and never moves `last_seen` backwards;
 //! - a disconnect only counts for the session that is still current.
 //!
-//! This crate does no I/O.
+//! This crate does no I/O. It also holds the token prefixes and [`token_hash`], shared by the
+//! api (which mints tokens) and state (which checks orchestrator tokens).
 
 mod records;
 
@@ -25,6 +26,22 @@ use moolai_protocol::{DeliveredMessage, Provisioning, Status};
 use serde_json::{Map, Value};
 
 pub use records::*;
+
+/// Prefix of API tokens (machines calling the controller API).
+pub const API_TOKEN_PREFIX: &str = "moo_api_";
+/// Prefix of orchestrator enrollment tokens.
+pub const ENROLLMENT_TOKEN_PREFIX: &str = "moo_enr_";
+/// Prefix of per-orchestrator tokens.
+pub const ORCHESTRATOR_TOKEN_PREFIX: &str = "moo_orc_";
+
+/// SHA-256 of a token, hex: what the store keeps and looks tokens up by. Tokens are 32 random
+/// bytes, so a fast hash is enough (there is nothing to brute-force) and the lookup is one
+/// index probe; passwords, which are guessable, are hashed with argon2id instead.
+#[must_use]
+pub fn token_hash(token: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

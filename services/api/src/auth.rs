@@ -32,12 +32,7 @@ use subtle::ConstantTimeEq;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Prefix of API tokens (machines).
-pub const API_TOKEN_PREFIX: &str = "moo_api_";
-/// Prefix of orchestrator enrollment tokens (checked by the state service, minted here).
-pub const ENROLLMENT_TOKEN_PREFIX: &str = "moo_enr_";
-/// Prefix of per-orchestrator tokens.
-pub const ORCHESTRATOR_TOKEN_PREFIX: &str = "moo_orc_";
+pub use moolai_store::{API_TOKEN_PREFIX, ENROLLMENT_TOKEN_PREFIX, ORCHESTRATOR_TOKEN_PREFIX};
 
 /// How the caller proved who they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -340,10 +335,10 @@ pub fn new_prefixed_token(prefix: &str) -> String {
     format!("{prefix}{}", random_hex())
 }
 
-/// SHA-256 of a token, hex: what the store keeps.
+/// SHA-256 of a token, hex: what the store keeps (see [`moolai_store::token_hash`]).
 #[must_use]
 pub fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+    moolai_store::token_hash(token)
 }
 
 /// Constant-time equality that also hides the length: both sides are hashed first.

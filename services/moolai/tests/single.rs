@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use moolai_e2e::client::{connect_and_hello, register};
+use moolai_e2e::client::{connect_and_hello, register, with_token};
 use moolai_e2e::scenario::fleet_scenario;
 use moolai_e2e::{bin_dir, free_port, wait_until};
 use serde_json::{Value, json};
@@ -159,16 +159,31 @@ async fn one_port_serves_dashboard_api_and_sockets_and_data_survives_kill_9() {
     let body: Value = api_404.json().await.expect("json");
     assert_eq!(body["success"], false);
 
-    let (socket, provisioning) = connect_and_hello(
+    // Orchestrator tokens are required by default: enroll with one.
+    let token = m.login().await;
+    let enrollment = moolai_e2e::scenario::Api {
+        base: m.base(),
+        token: token.clone(),
+        http: reqwest::Client::new(),
+    }
+    .enrollment_token("org-keep")
+    .await;
+    let refused = connect_and_hello(
         &m.ws("/"),
         &register("survivor", "org-keep"),
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(refused.is_err(), "a hello without a token was accepted");
+    let (socket, provisioning) = connect_and_hello(
+        &m.ws("/"),
+        &with_token(register("survivor", "org-keep"), &enrollment),
         Duration::from_secs(10),
     )
     .await
     .expect("hello");
     assert_eq!(provisioning["data"]["organization_id"], "org-keep");
     drop(socket);
-    let token = m.login().await;
     let (code, _) = put_independence(&m.base(), &token, "survivor", true).await;
     assert_eq!(code, 200);
 

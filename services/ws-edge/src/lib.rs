@@ -27,6 +27,7 @@ use axum::routing::get;
 use futures::StreamExt;
 use moolai_bus::events::Command;
 use moolai_bus::{Bus, Kind};
+use moolai_config::OrchestratorAuth;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -82,9 +83,10 @@ pub struct EdgeSettings {
     /// Deadline for closing every socket on shutdown.
     #[serde(default = "default_grace")]
     pub shutdown_grace_sec: u64,
-    /// `open`: accept orchestrators without credentials (legacy clients). Logged loudly.
-    #[serde(default = "default_auth")]
-    pub orchestrator_auth: String,
+    /// `ORCHESTRATOR_AUTH`: in `token` mode (default) a hello without any token is refused
+    /// here, before state is asked; state checks every token (and decides in both modes).
+    #[serde(default)]
+    pub orchestrator_auth: OrchestratorAuth,
 }
 
 fn default_host() -> String {
@@ -132,9 +134,6 @@ fn default_hello_commit() -> u64 {
 fn default_grace() -> u64 {
     10
 }
-fn default_auth() -> String {
-    "open".into()
-}
 
 impl EdgeSettings {
     /// # Errors
@@ -171,11 +170,6 @@ impl EdgeSettings {
         anyhow::ensure!(
             self.ws_max_connections >= 1,
             "WS_MAX_CONNECTIONS must be at least 1"
-        );
-        anyhow::ensure!(
-            self.orchestrator_auth == "open",
-            "ORCHESTRATOR_AUTH={:?} is not supported by this version: only \"open\"",
-            self.orchestrator_auth
         );
         if let Some(id) = &self.edge_id {
             moolai_protocol::validate_id("EDGE_ID", id)
@@ -216,10 +210,15 @@ impl EdgeService {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
         let edge_id = settings.edge_id.clone().unwrap_or_else(default_edge_id);
-        if settings.orchestrator_auth == "open" {
-            tracing::warn!(
-                "ORCHESTRATOR_AUTH=open: orchestrators are accepted WITHOUT credentials; any client can claim any orchestrator id"
-            );
+        match settings.orchestrator_auth {
+            OrchestratorAuth::Open => tracing::warn!(
+                "ORCHESTRATOR_AUTH=open: orchestrators WITHOUT credentials are accepted (if state \
+                 is open too) and may claim any orchestrator id; use it only to migrate legacy \
+                 clients"
+            ),
+            OrchestratorAuth::Token => {
+                tracing::info!("ORCHESTRATOR_AUTH=token: hellos without a token are refused");
+            }
         }
         let edge = Arc::new(Edge {
             slots: Arc::new(Semaphore::new(settings.ws_max_connections)),

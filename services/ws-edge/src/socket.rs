@@ -18,6 +18,7 @@ use moolai_bus::events::{
     HelloRequest,
 };
 use moolai_bus::{BusError, Kind};
+use moolai_config::OrchestratorAuth;
 use moolai_protocol::{
     ClientFrame, Decoded, ErrorFrame, HandshakeAck, Hello, MonitoringChange, ServerFrame,
     decode_client_frame, now_rfc3339,
@@ -230,6 +231,19 @@ async fn session(
 ) {
     let started = Instant::now();
     let session_id = uuid::Uuid::now_v7().to_string();
+    let auth_token = bearer.or(hello.auth_token).filter(|t| !t.is_empty());
+    if auth_token.is_none() && edge.settings.orchestrator_auth == OrchestratorAuth::Token {
+        // Decided before any acknowledgement, without a round trip to state.
+        metrics::counter!("moolai_edge_hellos_total", "outcome" => "rejected").increment(1);
+        reject(
+            &mut socket,
+            "unauthorized",
+            "this controller requires an orchestrator token: send Authorization: Bearer <token> \
+             on the upgrade or auth_token in the hello",
+        )
+        .await;
+        return;
+    }
     let request = HelloRequest {
         orchestrator_id: hello.orchestrator_id.clone(),
         organization_id: hello.organization_id.clone(),
@@ -238,7 +252,7 @@ async fn session(
         features: hello.features,
         metadata: hello.metadata,
         dialect: hello.dialect,
-        auth_token: bearer.or(hello.auth_token),
+        auth_token,
         session_id: session_id.clone(),
         edge_id: edge.edge_id.clone(),
         remote_addr: Some(addr.to_string()),
@@ -258,23 +272,7 @@ async fn session(
         }) => (provisioning, pending_messages),
         Ok(HelloReply::Rejected { code, message }) => {
             metrics::counter!("moolai_edge_hellos_total", "outcome" => "rejected").increment(1);
-            let retry = code == "unavailable";
-            let _ = send(
-                &mut socket,
-                &ServerFrame::Error(ErrorFrame {
-                    code: code.clone(),
-                    message: message.clone(),
-                    retry_after_sec: retry.then_some(5),
-                }),
-            )
-            .await;
-            let close_code = if retry { CLOSE_TRY_AGAIN } else { CLOSE_POLICY };
-            close(
-                &mut socket,
-                close_code,
-                &truncate(&format!("hello rejected: {code}")),
-            )
-            .await;
+            reject(&mut socket, &code, &message).await;
             return;
         }
         Err(e) => {
@@ -407,6 +405,29 @@ async fn session(
         }
     }
     tracing::debug!("socket closed");
+}
+
+/// Refuses a hello: an `error` frame, then close 1013 (retry later) when the controller is
+/// unavailable, else 1008 with `hello rejected: <code>` (a missing, wrong, revoked or other
+/// organization's credential is `unauthorized`, `forbidden` or `organization_mismatch`).
+async fn reject(socket: &mut WebSocket, code: &str, message: &str) {
+    let retry = code == "unavailable";
+    let _ = send(
+        socket,
+        &ServerFrame::Error(ErrorFrame {
+            code: code.to_owned(),
+            message: message.to_owned(),
+            retry_after_sec: retry.then_some(5),
+        }),
+    )
+    .await;
+    let close_code = if retry { CLOSE_TRY_AGAIN } else { CLOSE_POLICY };
+    close(
+        socket,
+        close_code,
+        &truncate(&format!("hello rejected: {code}")),
+    )
+    .await;
 }
 
 async fn report_delivery(edge: &Edge, s: &Session, message_id: String) {

@@ -130,6 +130,8 @@ async fn every_service_stops_cleanly_on_sigterm() {
     let mut stack = Stack::start(StackOptions {
         edges: 1,
         states: 1,
+        // About shutdown, not authentication: a legacy client without a token.
+        extra: vec![("ORCHESTRATOR_AUTH".into(), "open".into())],
         ..StackOptions::default()
     })
     .await
