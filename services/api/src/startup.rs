@@ -369,6 +369,25 @@ pub async fn migrate_from_env() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `moolai-api admin …`: one account or token command against the configured PostgreSQL.
+///
+/// # Errors
+/// Bad configuration, an unreachable or unmigrated database, or the command fails.
+pub async fn admin_from_env(command: crate::admin::AdminCommand) -> anyhow::Result<()> {
+    let liveness: LivenessSettings = moolai_config::load()?;
+    let database: DatabaseSettings = moolai_config::load()?;
+    database.validate()?;
+    let store = connect_store(&database, &liveness).await?;
+    store
+        .check_migrations()
+        .await
+        .context("the database schema is not at this version: run `moolai-api migrate` first")?;
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let mut out = std::io::stdout();
+    crate::admin::run(command, &store, &mut input, &mut out).await
+}
+
 /// `moolai-api openapi`: prints the OpenAPI document to stdout (no configuration needed).
 ///
 /// # Errors

@@ -253,3 +253,87 @@ fn bad_database_urls_are_refused_naming_the_variable() {
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("DATABASE_URL"), "{text}");
 }
+
+fn generated_password(log: &str) -> Option<String> {
+    log.lines()
+        .find(|l| l.contains("superadmin created on this first start"))
+        .and_then(|l| l.split(" / ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
+}
+
+async fn login_status(base: &str, username: &str, password: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{base}/api/v1/internal/auth/login"))
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .expect("login")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_start_without_credentials_creates_a_superadmin_and_shows_its_password_once() {
+    let dir = temp_dir();
+    let port = free_port().expect("port");
+    let unset = [("MOOLAI_ADMIN_USERNAME", ""), ("MOOLAI_ADMIN_PASSWORD", "")];
+    let m = Moolai::start(&dir, port, &unset).await;
+    let log = m.log_text();
+    let password = generated_password(&log).unwrap_or_else(|| panic!("no password shown:\n{log}"));
+    assert_eq!(password.len(), 24);
+    assert_eq!(login_status(&m.base(), "admin", &password).await, 200);
+    // Only the one line on stdout: no log record carries it.
+    assert_eq!(log.matches(password.as_str()).count(), 1, "{log}");
+    drop(m);
+
+    // An account added from the command line while the controller is stopped.
+    let mut cli = Command::new(bin_dir().expect("bins").join("moolai"))
+        .args([
+            "admin",
+            "create-user",
+            "--username",
+            "ops2",
+            "--role",
+            "viewer",
+            "--password-stdin",
+        ])
+        .env_clear()
+        .env("MOOLAI_DATA_DIR", &dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("moolai admin");
+    {
+        use std::io::Write as _;
+        let mut stdin = cli.stdin.take().expect("stdin");
+        writeln!(stdin, "ops2-password-from-stdin").expect("write");
+    }
+    let out = cli.wait_with_output().expect("admin output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("created user ops2 (viewer)"), "{stdout}");
+    assert!(!stdout.contains("ops2-password-from-stdin"));
+
+    // A later start generates nothing and shows no password; both accounts work.
+    let m = Moolai::start(&dir, port, &unset).await;
+    let log = m.log_text();
+    assert!(generated_password(&log).is_none(), "{log}");
+    assert!(
+        !log.contains(&password),
+        "the password was shown again:\n{log}"
+    );
+    assert!(log.contains("existing operator accounts"), "{log}");
+    assert_eq!(login_status(&m.base(), "admin", &password).await, 200);
+    assert_eq!(
+        login_status(&m.base(), "ops2", "ops2-password-from-stdin").await,
+        200
+    );
+    drop(m);
+    let _ = std::fs::remove_dir_all(dir);
+}
