@@ -1,8 +1,9 @@
 //! The state service: the only writer of what orchestrators report.
 //!
 //! It consumes the bus as one queue group across replicas:
-//! - [`hello`]: the hello request from an edge, answered only after the registration is
-//!   committed (so an acknowledged hello is never lost);
+//! - [`hello`]: the hello request from an edge: the orchestrator's token checked against the
+//!   database (`ORCHESTRATOR_AUTH`), then answered only after the registration is committed
+//!   (so an acknowledged hello is never lost, and a refused one was never acknowledged);
 //! - [`heartbeats`]: `i_am_alive` events, coalesced per orchestrator and written in one
 //!   statement per flush, the independence check inside that statement;
 //! - [`frames`]: every other orchestrator frame (metadata, config snapshot, messages, usage,

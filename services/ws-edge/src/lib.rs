@@ -1,6 +1,8 @@
 //! The WebSocket edge: terminates orchestrator sockets and speaks NATS.
 //!
-//! - [`socket`]: one task per socket — hello (acknowledged only after state committed it),
+//! - [`socket`]: one task per socket — hello (its token, from the upgrade's `Authorization`
+//!   or the hello, forwarded to state, which checks it; acknowledged only after state
+//!   committed it; in `token` mode a hello without any token is refused here),
 //!   frame validation, rate limiting, heartbeats published, other frames forwarded as requests,
 //!   commands written back, close codes as the protocol says;
 //! - [`registry`]: which orchestrator is on which socket of this edge, so commands arriving on
