@@ -45,6 +45,7 @@ pub enum Credential {
     /// An API token.
     ApiToken {
         token_id: String,
+        token_hash: String,
         expires_at: Option<DateTime<Utc>>,
     },
     /// `DEV_BEARER_TOKEN`.
@@ -277,9 +278,10 @@ pub async fn authenticate(
         if !is_hex_token(secret) {
             return Err(invalid());
         }
+        let token_hash = hash_token(token);
         let record = state
             .store
-            .api_token_by_hash(&hash_token(token))
+            .api_token_by_hash(&token_hash)
             .await?
             .filter(|t| t.revoked_at.is_none() && t.expires_at.is_none_or(|e| e > Utc::now()))
             .ok_or_else(invalid)?;
@@ -289,6 +291,7 @@ pub async fn authenticate(
             organization_ids: record.organization_ids,
             credential: Credential::ApiToken {
                 token_id: record.token_id,
+                token_hash,
                 expires_at: record.expires_at,
             },
             client_addr,
@@ -314,6 +317,35 @@ pub async fn authenticate(
         },
         client_addr,
     })
+}
+
+/// Whether the credential a long-lived request (the event stream) was opened with still
+/// works: a logout, a change to the user (role, organizations, password, disabled), its
+/// deletion, or a revoked or expired API token ends it. A store error counts as still valid
+/// (a database blip must not cut every dashboard); the next check decides.
+pub async fn still_valid(state: &AppState, credential: &Credential) -> bool {
+    let now = Utc::now();
+    match credential {
+        Credential::DevToken => true,
+        Credential::Session {
+            token_hash,
+            expires_at,
+        } => {
+            *expires_at > now
+                && !matches!(
+                    state.store.session_by_token_hash(token_hash).await,
+                    Ok(None)
+                )
+        }
+        Credential::ApiToken {
+            token_hash,
+            expires_at,
+            ..
+        } => {
+            expires_at.is_none_or(|e| e > now)
+                && !matches!(state.store.api_token_by_hash(token_hash).await, Ok(None))
+        }
+    }
 }
 
 /// 32 random bytes, hex.
@@ -416,6 +448,7 @@ mod tests {
             &[],
             Credential::ApiToken {
                 token_id: "apt_1".into(),
+                token_hash: "h".into(),
                 expires_at: None,
             },
         );

@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 use tracing::instrument;
 use utoipa::IntoParams;
 
-use crate::auth::Principal;
+use crate::auth::{self, Principal};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Query;
 use crate::state::AppState;
@@ -29,6 +29,13 @@ use crate::validation;
 
 /// Events buffered per client before it counts as lagging.
 pub const CHANNEL_CAPACITY: usize = 1024;
+/// How often an open stream re-checks the credential it was opened with: a logout, a
+/// changed, disabled or deleted user, or a revoked token ends the stream within this.
+pub const CREDENTIAL_RECHECK: Duration = Duration::from_secs(10);
+
+/// Answers whether the stream's credential still works (see [`auth::still_valid`]).
+type CredentialCheck =
+    Arc<dyn Fn() -> futures::future::BoxFuture<'static, bool> + Send + Sync + 'static>;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// The process's one status subscription.
@@ -111,7 +118,16 @@ pub async fn events(
         organization_id: q.organization_id,
         scope: principal.scope_owned(),
     };
-    let stream = status_stream(receiver, filter, state.shutdown.clone());
+    let check: CredentialCheck = {
+        let state = state.clone();
+        let credential = principal.credential.clone();
+        Arc::new(move || {
+            let state = state.clone();
+            let credential = credential.clone();
+            Box::pin(async move { auth::still_valid(&state, &credential).await })
+        })
+    };
+    let stream = status_stream(receiver, filter, check, state.shutdown.clone());
     metrics::gauge!("api_sse_clients").increment(1.0);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }
@@ -141,11 +157,14 @@ impl OrganizationFilter {
 fn status_stream(
     receiver: broadcast::Receiver<Arc<StatusEvent>>,
     filter: OrganizationFilter,
+    check: CredentialCheck,
     shutdown: CancellationToken,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     struct Client {
         receiver: broadcast::Receiver<Arc<StatusEvent>>,
         filter: OrganizationFilter,
+        check: CredentialCheck,
+        recheck: tokio::time::Interval,
         shutdown: CancellationToken,
     }
     impl Drop for Client {
@@ -156,9 +175,16 @@ fn status_stream(
 
     // A first comment so the client sees the stream open at once.
     let hello = futures::stream::once(async { Ok(Event::default().comment("connected")) });
+    let mut recheck = tokio::time::interval_at(
+        tokio::time::Instant::now() + CREDENTIAL_RECHECK,
+        CREDENTIAL_RECHECK,
+    );
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let client = Client {
         receiver,
         filter,
+        check,
+        recheck,
         shutdown,
     };
     let updates = futures::stream::unfold(client, |mut client| async move {
@@ -166,6 +192,13 @@ fn status_stream(
             let received = tokio::select! {
                 biased;
                 () = client.shutdown.cancelled() => return None,
+                _ = client.recheck.tick() => {
+                    if (client.check)().await {
+                        continue;
+                    }
+                    tracing::info!("event stream ended: its credential no longer works");
+                    return None;
+                }
                 r = client.receiver.recv() => r,
             };
             match received {
@@ -197,6 +230,37 @@ mod tests {
     use super::*;
     use chrono::Utc;
     use moolai_protocol::Status;
+
+    fn always_valid() -> CredentialCheck {
+        Arc::new(|| Box::pin(async { true }))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_ends_once_its_credential_stops_working() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let valid = Arc::new(AtomicBool::new(true));
+        let flag = valid.clone();
+        let check: CredentialCheck = Arc::new(move || {
+            let flag = flag.clone();
+            Box::pin(async move { flag.load(Ordering::SeqCst) })
+        });
+        let (tx, rx) = broadcast::channel(8);
+        let mut s = Box::pin(status_stream(
+            rx,
+            OrganizationFilter::default(),
+            check,
+            CancellationToken::new(),
+        ));
+        assert_eq!(next_text(&mut s).await, ": connected\n\n");
+        // Checks pass: events keep flowing across several recheck periods.
+        tokio::time::sleep(CREDENTIAL_RECHECK * 3).await;
+        tx.send(event("org-a", "a1")).unwrap();
+        assert!(next_text(&mut s).await.contains("a1"));
+        // Revoked: the stream ends at the next check, without any event arriving.
+        valid.store(false, Ordering::SeqCst);
+        let ended = tokio::time::timeout(CREDENTIAL_RECHECK * 2, s.next()).await;
+        assert!(matches!(ended, Ok(None)), "the stream did not end");
+    }
 
     fn event(org: &str, orch: &str) -> Arc<StatusEvent> {
         Arc::new(StatusEvent {
@@ -232,7 +296,7 @@ mod tests {
             organization_id: Some("org-a".into()),
             scope: None,
         };
-        let mut s = Box::pin(status_stream(rx, filter, shutdown.clone()));
+        let mut s = Box::pin(status_stream(rx, filter, always_valid(), shutdown.clone()));
         assert_eq!(next_text(&mut s).await, ": connected\n\n");
         tx.send(event("org-b", "x")).unwrap();
         tx.send(event("org-a", "y")).unwrap();
@@ -258,7 +322,12 @@ mod tests {
             organization_id: None,
             scope: Some(vec!["org-a".into(), "org-c".into()]),
         };
-        let mut s = Box::pin(status_stream(rx, filter, CancellationToken::new()));
+        let mut s = Box::pin(status_stream(
+            rx,
+            filter,
+            always_valid(),
+            CancellationToken::new(),
+        ));
         assert_eq!(next_text(&mut s).await, ": connected\n\n");
         for (org, orch) in [
             ("org-b", "b1"),

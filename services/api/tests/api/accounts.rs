@@ -540,3 +540,43 @@ async fn the_configured_superadmin_is_created_once_and_its_password_follows_the_
     assert_eq!(users.items[0].role, moolai_store::Role::Superadmin);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_open_event_stream_ends_when_its_user_is_disabled() {
+    let app = spawn_app().await;
+    app.organization("org-a").await;
+    let token = app.user_token("watcher", "viewer", &["org-a"]).await;
+    let response = app
+        .with_token(Method::GET, "/api/v1/controller/events", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.bytes_stream();
+    let first = tokio::time::timeout(DEADLINE, body.next())
+        .await
+        .expect("the stream opens")
+        .expect("a chunk")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("connected"));
+
+    let response = app
+        .put("/api/v1/internal/users/watcher")
+        .json(&json!({"disabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let within = moolai_api::routes::events::CREDENTIAL_RECHECK + Duration::from_secs(5);
+    let ended = tokio::time::timeout(within, async {
+        // Keep-alive comments may arrive first; the stream must then end.
+        while let Some(chunk) = body.next().await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream outlived its user's session");
+    app.stop().await;
+}
