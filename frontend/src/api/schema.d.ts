@@ -11,7 +11,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Reported usage and cost, aggregated (at most 400 days). */
+        /** Reported usage and cost, aggregated (at most 400 days), over the caller's organizations. */
         get: operations["costs"];
         put?: never;
         post?: never;
@@ -29,7 +29,7 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Live orchestrator status changes. Events: `status` (data: a StatusEvent, the same JSON as
+         * Live orchestrator status changes of the caller's organizations. Events: `status` (data: a StatusEvent, the same JSON as
          *     the public NATS `status` subject) and `resync` (the client fell behind: refetch the
          *     listings). A comment is sent every 15 s to keep proxies from closing the stream.
          */
@@ -66,7 +66,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The audit log, newest first. */
+        /**
+         * The audit log, newest first: logins, user and token changes, independence toggles,
+         *     message decisions, configuration updates, orchestrator registrations and
+         *     deregistrations, with actor, target, time and client address. Scoped readers see the
+         *     entries of their organizations only (not logins or account changes).
+         */
         get: operations["audit_log"];
         put?: never;
         post?: never;
@@ -171,7 +176,7 @@ export interface paths {
         /** Organizations, paginated (default page size 10). */
         get: operations["list_organizations"];
         put?: never;
-        /** Creates an organization. */
+        /** Creates an organization (superadmin). */
         post: operations["create_organization"];
         delete?: never;
         options?: never;
@@ -203,11 +208,46 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Fleet statistics for the dashboard's first screen. */
+        /** Fleet statistics for the dashboard's first screen (over the caller's organizations). */
         get: operations["overview"];
         put?: never;
         post?: never;
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/internal/api-tokens": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** API tokens, newest first (revoked ones included). */
+        get: operations["list_api_tokens"];
+        put?: never;
+        /** Creates an API token (`moo_api_…`), shown once. Audited as `api_token.create`. */
+        post: operations["create_api_token"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/internal/api-tokens/{token_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Revokes an API token at once. Audited as `api_token.revoke`. */
+        delete: operations["revoke_api_token"];
         options?: never;
         head?: never;
         patch?: never;
@@ -223,8 +263,10 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Exchanges the operator credential (`MOOLAI_ADMIN_USERNAME` / `MOOLAI_ADMIN_PASSWORD`) for
-         *     a session token. Every attempt is audited as `auth.login`.
+         * Exchanges an operator's user name and password for a session token. Every attempt is
+         *     audited as `auth.login` (never with the password). Unknown users, wrong passwords and
+         *     disabled accounts get the same answer in about the same time; repeated failures for one
+         *     user name or from one client address are locked out for a while (429).
          */
         post: operations["login"];
         delete?: never;
@@ -242,7 +284,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Ends the session whose token is presented (a no-op for the dev token). */
+        /** Ends the session whose token is presented (a no-op for API tokens and the dev token). */
         post: operations["logout"];
         delete?: never;
         options?: never;
@@ -257,11 +299,48 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Who the presented token belongs to. */
+        /** Who the presented token belongs to, with the role and organizations it grants. */
         get: operations["me"];
         put?: never;
         post?: never;
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/internal/auth/password": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Changes the caller's own password (login sessions only). Every session of the user ends,
+         *     this one included: log in again with the new password.
+         */
+        put: operations["change_password"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/internal/enrollment-tokens/{credential_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Revokes an enrollment token; every socket registered with it closes (4001). */
+        delete: operations["revoke_enrollment_token"];
         options?: never;
         head?: never;
         patch?: never;
@@ -299,6 +378,23 @@ export interface paths {
         put: operations["update_message_status"];
         post?: never;
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/internal/orchestrator-tokens/{credential_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Revokes an orchestrator token; the socket registered with it closes (4001). */
+        delete: operations["revoke_orchestrator_token"];
         options?: never;
         head?: never;
         patch?: never;
@@ -401,6 +497,90 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/internal/orchestrators/{orchestrator_id}/tokens": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Tokens of one orchestrator, newest first. */
+        get: operations["list_orchestrator_tokens"];
+        put?: never;
+        /**
+         * Creates a token (`moo_orc_…`) for one existing orchestrator, shown once. Once it has one,
+         *     enrollment tokens can no longer claim that orchestrator. Audited as `credential.create`.
+         */
+        post: operations["create_orchestrator_token"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/internal/organizations/{organization_id}/enrollment-tokens": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Enrollment tokens of an organization, newest first. */
+        get: operations["list_enrollment_tokens"];
+        put?: never;
+        /**
+         * Creates an enrollment token (`moo_enr_…`), shown once: an orchestrator presenting it may
+         *     register any orchestrator id in this organization (and only in it). Audited as
+         *     `credential.create`.
+         */
+        post: operations["create_enrollment_token"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/internal/users": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Operator accounts, by name. */
+        get: operations["list_users"];
+        put?: never;
+        /** Creates an operator account. Audited as `user.create`. */
+        post: operations["create_user"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/internal/users/{username}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One operator account. */
+        get: operations["get_user"];
+        /**
+         * Changes a user's role, organizations, password or disabled flag; the user's sessions end.
+         *     A superadmin cannot demote or disable themselves (so at least one always remains).
+         *     Audited as `user.update`.
+         */
+        put: operations["update_user"];
+        post?: never;
+        /** Deletes an operator account and its sessions. Audited as `user.delete`. */
+        delete: operations["delete_user"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/openapi.json": {
         parameters: {
             query?: never;
@@ -439,6 +619,22 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description A machine credential for the controller API (the token itself is shown once, at creation). */
+        ApiTokenRecord: {
+            /** Format: date-time */
+            created_at: string;
+            /** @description The audit actor that created it, e.g. `user:ops`. */
+            created_by: string;
+            /** Format: date-time */
+            expires_at?: string | null;
+            name: string;
+            organization_ids: string[];
+            /** Format: date-time */
+            revoked_at?: string | null;
+            role: components["schemas"]["Role"];
+            /** @description `apt_` + a UUIDv7. */
+            token_id: string;
+        };
         AuditRecord: {
             action: string;
             actor: string;
@@ -498,6 +694,11 @@ export interface components {
             to: string;
             totals: components["schemas"]["UsageTotals"];
         };
+        /**
+         * @description What an orchestrator credential lets a socket claim.
+         * @enum {string}
+         */
+        CredentialKind: "enrollment" | "orchestrator";
         /** @description `{"success":true,"data":…}`. */
         DataResponse_CostReport: {
             data: {
@@ -528,14 +729,17 @@ export interface components {
         /** @description `{"success":true,"data":…}`. */
         DataResponse_Me: {
             data: {
-                /** @description `session` (a login) or `dev_token` (`DEV_BEARER_TOKEN`). */
+                /** @description `session` (a login), `api_token` or `dev_token` (`DEV_BEARER_TOKEN`). */
                 auth: string;
                 /**
                  * Format: date-time
-                 * @description When the session ends (absent for the dev token).
+                 * @description When the session or token ends (absent when it does not).
                  */
                 expires_at?: string | null;
-                role: string;
+                /** @description The organizations a scoped role may see (empty for a superadmin: all). */
+                organization_ids: string[];
+                role: components["schemas"]["Role"];
+                /** @description The user name, or the API token's name. */
                 username: string;
             };
             /** @description Always `true`. */
@@ -637,6 +841,35 @@ export interface components {
             success: boolean;
         };
         /** @description `{"success":true,"data":…}`. */
+        DataResponse_Page_ApiTokenRecord: {
+            /** @description One page of a listing. */
+            data: {
+                items: {
+                    /** Format: date-time */
+                    created_at: string;
+                    /** @description The audit actor that created it, e.g. `user:ops`. */
+                    created_by: string;
+                    /** Format: date-time */
+                    expires_at?: string | null;
+                    name: string;
+                    organization_ids: string[];
+                    /** Format: date-time */
+                    revoked_at?: string | null;
+                    role: components["schemas"]["Role"];
+                    /** @description `apt_` + a UUIDv7. */
+                    token_id: string;
+                }[];
+                /** Format: int32 */
+                page: number;
+                /** Format: int32 */
+                page_size: number;
+                /** Format: int64 */
+                total: number;
+            };
+            /** @description Always `true`. */
+            success: boolean;
+        };
+        /** @description `{"success":true,"data":…}`. */
         DataResponse_Page_AuditRecord: {
             /** @description One page of a listing. */
             data: {
@@ -652,6 +885,35 @@ export interface components {
                     organization_id?: string | null;
                     success: boolean;
                     target?: string | null;
+                }[];
+                /** Format: int32 */
+                page: number;
+                /** Format: int32 */
+                page_size: number;
+                /** Format: int64 */
+                total: number;
+            };
+            /** @description Always `true`. */
+            success: boolean;
+        };
+        /** @description `{"success":true,"data":…}`. */
+        DataResponse_Page_OrchestratorCredentialRecord: {
+            /** @description One page of a listing. */
+            data: {
+                items: {
+                    /** Format: date-time */
+                    created_at: string;
+                    created_by: string;
+                    /** @description `crd_` + a UUIDv7. */
+                    credential_id: string;
+                    /** Format: date-time */
+                    expires_at?: string | null;
+                    kind: components["schemas"]["CredentialKind"];
+                    name?: string | null;
+                    orchestrator_id?: string | null;
+                    organization_id: string;
+                    /** Format: date-time */
+                    revoked_at?: string | null;
                 }[];
                 /** Format: int32 */
                 page: number;
@@ -747,6 +1009,50 @@ export interface components {
             success: boolean;
         };
         /** @description `{"success":true,"data":…}`. */
+        DataResponse_Page_UserRecord: {
+            /** @description One page of a listing. */
+            data: {
+                items: {
+                    /** Format: date-time */
+                    created_at: string;
+                    /** @description A disabled account cannot log in and its sessions stop working. */
+                    disabled: boolean;
+                    /** @description Organizations an `org_admin` or `viewer` may see (ignored for a superadmin). */
+                    organization_ids: string[];
+                    role: components["schemas"]["Role"];
+                    /** Format: date-time */
+                    updated_at: string;
+                    username: string;
+                }[];
+                /** Format: int32 */
+                page: number;
+                /** Format: int32 */
+                page_size: number;
+                /** Format: int64 */
+                total: number;
+            };
+            /** @description Always `true`. */
+            success: boolean;
+        };
+        /** @description `{"success":true,"data":…}`. */
+        DataResponse_UserRecord: {
+            /** @description An operator account as the API shows it (never with its password hash). */
+            data: {
+                /** Format: date-time */
+                created_at: string;
+                /** @description A disabled account cannot log in and its sessions stop working. */
+                disabled: boolean;
+                /** @description Organizations an `org_admin` or `viewer` may see (ignored for a superadmin). */
+                organization_ids: string[];
+                role: components["schemas"]["Role"];
+                /** Format: date-time */
+                updated_at: string;
+                username: string;
+            };
+            /** @description Always `true`. */
+            success: boolean;
+        };
+        /** @description `{"success":true,"data":…}`. */
         DataResponse_Vec_ConnectionRecord: {
             data: {
                 /** Format: date-time */
@@ -794,6 +1100,27 @@ export interface components {
          */
         Decision: "accepted" | "dismissed";
         /** @description `{"success":true,"message":…,"data":…}`: a write that says what it did. */
+        DoneResponse_ApiTokenRecord: {
+            /** @description A machine credential for the controller API (the token itself is shown once, at creation). */
+            data: {
+                /** Format: date-time */
+                created_at: string;
+                /** @description The audit actor that created it, e.g. `user:ops`. */
+                created_by: string;
+                /** Format: date-time */
+                expires_at?: string | null;
+                name: string;
+                organization_ids: string[];
+                /** Format: date-time */
+                revoked_at?: string | null;
+                role: components["schemas"]["Role"];
+                /** @description `apt_` + a UUIDv7. */
+                token_id: string;
+            };
+            message: string;
+            success: boolean;
+        };
+        /** @description `{"success":true,"message":…,"data":…}`: a write that says what it did. */
         DoneResponse_MessageRecord: {
             data: {
                 content: string;
@@ -813,6 +1140,27 @@ export interface components {
                 status: components["schemas"]["MessageStatus"];
                 /** Format: date-time */
                 updated_at: string;
+            };
+            message: string;
+            success: boolean;
+        };
+        /** @description `{"success":true,"message":…,"data":…}`: a write that says what it did. */
+        DoneResponse_OrchestratorCredentialRecord: {
+            /** @description An enrollment or orchestrator token (never the token itself). */
+            data: {
+                /** Format: date-time */
+                created_at: string;
+                created_by: string;
+                /** @description `crd_` + a UUIDv7. */
+                credential_id: string;
+                /** Format: date-time */
+                expires_at?: string | null;
+                kind: components["schemas"]["CredentialKind"];
+                name?: string | null;
+                orchestrator_id?: string | null;
+                organization_id: string;
+                /** Format: date-time */
+                revoked_at?: string | null;
             };
             message: string;
             success: boolean;
@@ -857,6 +1205,24 @@ export interface components {
             message: string;
             success: boolean;
         };
+        /** @description `{"success":true,"message":…,"data":…}`: a write that says what it did. */
+        DoneResponse_UserRecord: {
+            /** @description An operator account as the API shows it (never with its password hash). */
+            data: {
+                /** Format: date-time */
+                created_at: string;
+                /** @description A disabled account cannot log in and its sessions stop working. */
+                disabled: boolean;
+                /** @description Organizations an `org_admin` or `viewer` may see (ignored for a superadmin). */
+                organization_ids: string[];
+                role: components["schemas"]["Role"];
+                /** Format: date-time */
+                updated_at: string;
+                username: string;
+            };
+            message: string;
+            success: boolean;
+        };
         /** @description The JSON body of every error. */
         ErrorBody: {
             error: components["schemas"]["ErrorDetail"];
@@ -866,8 +1232,8 @@ export interface components {
         ErrorDetail: {
             /**
              * @description Stable, machine-readable: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
-             *     `method_not_allowed`, `conflict`, `payload_too_large`, `invalid`, `unavailable`,
-             *     `internal`.
+             *     `method_not_allowed`, `conflict`, `payload_too_large`, `invalid`, `too_many_requests`,
+             *     `unavailable`, `internal`.
              */
             code: string;
             /** @description Human-readable; may change between versions. */
@@ -916,21 +1282,26 @@ export interface components {
         LoginUser: {
             /** Format: date-time */
             expires_at: string;
-            /** @description `superadmin`. */
-            role: string;
+            /** @description The organizations an `org_admin` or `viewer` may see (empty for a superadmin). */
+            organization_ids: string[];
+            /** @description `superadmin`, `org_admin` or `viewer`. */
+            role: components["schemas"]["Role"];
             /** @description Bearer token for every other route; valid until `expires_at`. */
             token: string;
             username: string;
         };
         Me: {
-            /** @description `session` (a login) or `dev_token` (`DEV_BEARER_TOKEN`). */
+            /** @description `session` (a login), `api_token` or `dev_token` (`DEV_BEARER_TOKEN`). */
             auth: string;
             /**
              * Format: date-time
-             * @description When the session ends (absent for the dev token).
+             * @description When the session or token ends (absent when it does not).
              */
             expires_at?: string | null;
-            role: string;
+            /** @description The organizations a scoped role may see (empty for a superadmin: all). */
+            organization_ids: string[];
+            role: components["schemas"]["Role"];
+            /** @description The user name, or the API token's name. */
             username: string;
         };
         /** @description The seed's answer to a new message (plus the record). */
@@ -969,6 +1340,27 @@ export interface components {
         MessageStatusRequest: {
             status: components["schemas"]["Decision"];
         };
+        NewApiTokenRequest: {
+            /**
+             * Format: date-time
+             * @description When the token stops working (never, when absent).
+             */
+            expires_at?: string | null;
+            /** @description What the token is for (shown in listings). */
+            name: string;
+            /** @description Organizations an `org_admin` or `viewer` token may see. */
+            organization_ids?: string[];
+            role: components["schemas"]["Role"];
+        };
+        NewCredentialRequest: {
+            /**
+             * Format: date-time
+             * @description When the token stops working (never, when absent).
+             */
+            expires_at?: string | null;
+            /** @description What the token is for (shown in listings). */
+            name?: string | null;
+        };
         NewMessageRequest: {
             /** @description Non-empty, at most 16 KiB. */
             content: string;
@@ -993,6 +1385,34 @@ export interface components {
             name: string;
             organization_id: string;
             settings?: Record<string, unknown> | null;
+        };
+        NewUserRequest: {
+            /**
+             * @description Organizations an `org_admin` or `viewer` may see (must exist). Ignored for a
+             *     superadmin, who sees every organization.
+             */
+            organization_ids?: string[];
+            /** @description 12 to 1024 characters. */
+            password: string;
+            role: components["schemas"]["Role"];
+            /** @description 1 to 64 characters: letters, digits, `.`, `_`, `-`, `@`. */
+            username: string;
+        };
+        /** @description An enrollment or orchestrator token (never the token itself). */
+        OrchestratorCredentialRecord: {
+            /** Format: date-time */
+            created_at: string;
+            created_by: string;
+            /** @description `crd_` + a UUIDv7. */
+            credential_id: string;
+            /** Format: date-time */
+            expires_at?: string | null;
+            kind: components["schemas"]["CredentialKind"];
+            name?: string | null;
+            orchestrator_id?: string | null;
+            organization_id: string;
+            /** Format: date-time */
+            revoked_at?: string | null;
         };
         OrchestratorRecord: {
             config_snapshot?: Record<string, unknown> | null;
@@ -1074,11 +1494,65 @@ export interface components {
             /** Format: int64 */
             total_users: number;
         };
+        PasswordChange: {
+            current_password: string;
+            /** @description 12 to 1024 characters. */
+            new_password: string;
+        };
+        /**
+         * @description What an operator (or an API token) may do.
+         * @enum {string}
+         */
+        Role: "superadmin" | "org_admin" | "viewer";
         /**
          * @description Derived status of an orchestrator.
          * @enum {string}
          */
         Status: "active" | "inactive" | "independent";
+        /** @description A token shown once, at creation: only its hash is kept. */
+        TokenCreated_ApiTokenRecord: {
+            /** @description A machine credential for the controller API (the token itself is shown once, at creation). */
+            data: {
+                /** Format: date-time */
+                created_at: string;
+                /** @description The audit actor that created it, e.g. `user:ops`. */
+                created_by: string;
+                /** Format: date-time */
+                expires_at?: string | null;
+                name: string;
+                organization_ids: string[];
+                /** Format: date-time */
+                revoked_at?: string | null;
+                role: components["schemas"]["Role"];
+                /** @description `apt_` + a UUIDv7. */
+                token_id: string;
+            };
+            success: boolean;
+            /** @description The token itself. Store it now: it cannot be shown again. */
+            token: string;
+        };
+        /** @description A token shown once, at creation: only its hash is kept. */
+        TokenCreated_OrchestratorCredentialRecord: {
+            /** @description An enrollment or orchestrator token (never the token itself). */
+            data: {
+                /** Format: date-time */
+                created_at: string;
+                created_by: string;
+                /** @description `crd_` + a UUIDv7. */
+                credential_id: string;
+                /** Format: date-time */
+                expires_at?: string | null;
+                kind: components["schemas"]["CredentialKind"];
+                name?: string | null;
+                orchestrator_id?: string | null;
+                organization_id: string;
+                /** Format: date-time */
+                revoked_at?: string | null;
+            };
+            success: boolean;
+            /** @description The token itself. Store it now: it cannot be shown again. */
+            token: string;
+        };
         UsageTotals: {
             /** Format: double */
             cost: number;
@@ -1090,6 +1564,26 @@ export interface components {
             requests: number;
             /** Format: int64 */
             total_tokens: number;
+        };
+        /** @description An operator account as the API shows it (never with its password hash). */
+        UserRecord: {
+            /** Format: date-time */
+            created_at: string;
+            /** @description A disabled account cannot log in and its sessions stop working. */
+            disabled: boolean;
+            /** @description Organizations an `org_admin` or `viewer` may see (ignored for a superadmin). */
+            organization_ids: string[];
+            role: components["schemas"]["Role"];
+            /** Format: date-time */
+            updated_at: string;
+            username: string;
+        };
+        UserUpdateRequest: {
+            disabled?: boolean | null;
+            organization_ids?: string[] | null;
+            /** @description A new password (12 to 1024 characters). */
+            password?: string | null;
+            role?: null | components["schemas"]["Role"];
         };
     };
     responses: never;
@@ -1148,6 +1642,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The caller's role is below viewer, or a filter names an organization outside the caller's scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description The database or the message bus is unavailable */
             503: {
                 headers: {
@@ -1193,6 +1696,15 @@ export interface operations {
             };
             /** @description Missing, invalid or expired bearer token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role is below viewer, or a filter names an organization outside the caller's scope */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1254,6 +1766,12 @@ export interface operations {
                 /** @description e.g. `orchestrator:orch-001`. */
                 target?: string;
                 organization_id?: string;
+                /** @description Only entries at or after this time (RFC 3339 or `YYYY-MM-DD`). */
+                from?: string;
+                /** @description Only entries before this time (RFC 3339, or `YYYY-MM-DD` meaning the end of that day). */
+                to?: string;
+                /** @description Only successful (`true`) or failed (`false`) attempts. */
+                success?: boolean;
             };
             header?: never;
             path?: never;
@@ -1281,6 +1799,15 @@ export interface operations {
             };
             /** @description Missing, invalid or expired bearer token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role is below viewer, or a filter names an organization outside the caller's scope */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1346,6 +1873,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The caller's role is below viewer, or a filter names an organization outside the caller's scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description The database or the message bus is unavailable */
             503: {
                 headers: {
@@ -1397,6 +1933,15 @@ export interface operations {
             };
             /** @description Missing, invalid or expired bearer token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role is below viewer, or a filter names an organization outside the caller's scope */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1458,6 +2003,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The caller's role is below viewer, or a filter names an organization outside the caller's scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description The database or the message bus is unavailable */
             503: {
                 headers: {
@@ -1501,6 +2055,15 @@ export interface operations {
             };
             /** @description Missing, invalid or expired bearer token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role is below viewer, or a filter names an organization outside the caller's scope */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1570,6 +2133,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The caller's role is below viewer, or a filter names an organization outside the caller's scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such orchestrator */
             404: {
                 headers: {
@@ -1631,6 +2203,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The caller's role is below viewer, or a filter names an organization outside the caller's scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description The database or the message bus is unavailable */
             503: {
                 headers: {
@@ -1675,6 +2256,15 @@ export interface operations {
             };
             /** @description Missing, invalid or expired bearer token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role is below superadmin, or a filter names an organization outside the caller's scope */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1759,6 +2349,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The caller's role is below viewer, or a filter names an organization outside the caller's scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such organization */
             404: {
                 headers: {
@@ -1799,6 +2398,231 @@ export interface operations {
             };
             /** @description Missing, invalid or expired bearer token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role is below viewer, or a filter names an organization outside the caller's scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database or the message bus is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_api_tokens: {
+        parameters: {
+            query?: {
+                /** @description 1-based page (default 1). */
+                page?: number;
+                /** @description Items per page, 1 to 100. */
+                page_size?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of API tokens */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DataResponse_Page_ApiTokenRecord"];
+                };
+            };
+            /** @description Malformed body, query or path */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role is below superadmin, or a filter names an organization outside the caller's scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database or the message bus is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_api_token: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewApiTokenRequest"];
+            };
+        };
+        responses: {
+            /** @description Created; `token` is shown only now */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TokenCreated_ApiTokenRecord"];
+                };
+            };
+            /** @description Malformed body, query or path */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role is below superadmin, or a filter names an organization outside the caller's scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An organization does not exist */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Body larger than API_MAX_BODY_BYTES */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Bad name or expiry */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database or the message bus is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    revoke_api_token: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description API token id (`apt_…`) */
+                token_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Revoked */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DoneResponse_ApiTokenRecord"];
+                };
+            };
+            /** @description Malformed body, query or path */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role is below superadmin, or a filter names an organization outside the caller's scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such token */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1857,15 +2681,6 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Login is disabled (no credential configured) */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
             /** @description Body larger than API_MAX_BODY_BYTES */
             413: {
                 headers: {
@@ -1877,6 +2692,15 @@ export interface operations {
             };
             /** @description Well-formed JSON that is not the expected shape or breaks a rule */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed attempts; see Retry-After */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1922,6 +2746,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The caller's role is below viewer, or a filter names an organization outside the caller's scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description The database or the message bus is unavailable */
             503: {
                 headers: {
@@ -1953,6 +2786,161 @@ export interface operations {
             };
             /** @description Missing, invalid or expired bearer token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role is below viewer, or a filter names an organization outside the caller's scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database or the message bus is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    change_password: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PasswordChange"];
+            };
+        };
+        responses: {
+            /** @description Changed; log in again */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageOnly"];
+                };
+            };
+            /** @description Malformed body, query or path */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The current password is wrong, or this is not a login session */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Body larger than API_MAX_BODY_BYTES */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The new password is too short or too long */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database or the message bus is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    revoke_enrollment_token: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Token id (`crd_…`) */
+                credential_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Revoked */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DoneResponse_OrchestratorCredentialRecord"];
+                };
+            };
+            /** @description Malformed body, query or path */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role is below org_admin, or a filter names an organization outside the caller's scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such enrollment token */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2015,6 +3003,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The caller's role is below viewer, or a filter names an organization outside the caller's scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description The database or the message bus is unavailable */
             503: {
                 headers: {
@@ -2069,6 +3066,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The caller's role is below org_admin, or a filter names an organization outside the caller's scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such message */
             404: {
                 headers: {
@@ -2098,6 +3104,74 @@ export interface operations {
             };
             /** @description Well-formed JSON that is not the expected shape or breaks a rule */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database or the message bus is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    revoke_orchestrator_token: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Token id (`crd_…`) */
+                credential_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Revoked */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DoneResponse_OrchestratorCredentialRecord"];
+                };
+            };
+            /** @description Malformed body, query or path */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role is below org_admin, or a filter names an organization outside the caller's scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such orchestrator token */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2149,6 +3223,15 @@ export interface operations {
             };
             /** @description Missing, invalid or expired bearer token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role is below org_admin, or a filter names an organization outside the caller's scope */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2237,6 +3320,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The caller's role is below org_admin, or a filter names an organization outside the caller's scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such orchestrator */
             404: {
                 headers: {
@@ -2314,6 +3406,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The caller's role is below org_admin, or a filter names an organization outside the caller's scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such orchestrator */
             404: {
                 headers: {
@@ -2366,6 +3467,15 @@ export interface operations {
             };
             /** @description Missing, invalid or expired bearer token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role is below viewer, or a filter names an organization outside the caller's scope */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2429,6 +3539,15 @@ export interface operations {
             };
             /** @description Missing, invalid or expired bearer token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role is below org_admin, or a filter names an organization outside the caller's scope */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2519,6 +3638,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The caller's role is below viewer, or a filter names an organization outside the caller's scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description The database or the message bus is unavailable */
             503: {
                 headers: {
@@ -2573,6 +3701,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The caller's role is below org_admin, or a filter names an organization outside the caller's scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such orchestrator */
             404: {
                 headers: {
@@ -2593,6 +3730,737 @@ export interface operations {
             };
             /** @description Unknown type, empty or oversized content */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database or the message bus is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_orchestrator_tokens: {
+        parameters: {
+            query?: {
+                /** @description 1-based page (default 1). */
+                page?: number;
+                /** @description Items per page, 1 to 100 (default 50). */
+                page_size?: number;
+                /** @description Revoked tokens are listed too when true. */
+                include_revoked?: boolean;
+            };
+            header?: never;
+            path: {
+                /** @description Orchestrator id */
+                orchestrator_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of tokens */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DataResponse_Page_OrchestratorCredentialRecord"];
+                };
+            };
+            /** @description Malformed body, query or path */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role is below viewer, or a filter names an organization outside the caller's scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such orchestrator */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database or the message bus is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_orchestrator_token: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Orchestrator id */
+                orchestrator_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewCredentialRequest"];
+            };
+        };
+        responses: {
+            /** @description Created; `token` is shown only now */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TokenCreated_OrchestratorCredentialRecord"];
+                };
+            };
+            /** @description Malformed body, query or path */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role is below org_admin, or a filter names an organization outside the caller's scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such orchestrator */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Body larger than API_MAX_BODY_BYTES */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Well-formed JSON that is not the expected shape or breaks a rule */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database or the message bus is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_enrollment_tokens: {
+        parameters: {
+            query?: {
+                /** @description 1-based page (default 1). */
+                page?: number;
+                /** @description Items per page, 1 to 100 (default 50). */
+                page_size?: number;
+                /** @description Revoked tokens are listed too when true. */
+                include_revoked?: boolean;
+            };
+            header?: never;
+            path: {
+                /** @description Organization id */
+                organization_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of enrollment tokens */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DataResponse_Page_OrchestratorCredentialRecord"];
+                };
+            };
+            /** @description Malformed body, query or path */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role is below viewer, or a filter names an organization outside the caller's scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such organization */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database or the message bus is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_enrollment_token: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Organization id */
+                organization_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewCredentialRequest"];
+            };
+        };
+        responses: {
+            /** @description Created; `token` is shown only now */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TokenCreated_OrchestratorCredentialRecord"];
+                };
+            };
+            /** @description Malformed body, query or path */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role is below org_admin, or a filter names an organization outside the caller's scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such organization */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Body larger than API_MAX_BODY_BYTES */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Well-formed JSON that is not the expected shape or breaks a rule */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database or the message bus is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_users: {
+        parameters: {
+            query?: {
+                /** @description 1-based page (default 1). */
+                page?: number;
+                /** @description Items per page, 1 to 100. */
+                page_size?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of users */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DataResponse_Page_UserRecord"];
+                };
+            };
+            /** @description Malformed body, query or path */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role is below superadmin, or a filter names an organization outside the caller's scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database or the message bus is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_user: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewUserRequest"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DataResponse_UserRecord"];
+                };
+            };
+            /** @description Malformed body, query or path */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role is below superadmin, or a filter names an organization outside the caller's scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An organization does not exist */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The name is taken */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Body larger than API_MAX_BODY_BYTES */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Bad name or password */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database or the message bus is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_user: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description User name */
+                username: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The user */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DataResponse_UserRecord"];
+                };
+            };
+            /** @description Malformed body, query or path */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role is below superadmin, or a filter names an organization outside the caller's scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such user */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database or the message bus is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    update_user: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description User name */
+                username: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UserUpdateRequest"];
+            };
+        };
+        responses: {
+            /** @description Updated */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DoneResponse_UserRecord"];
+                };
+            };
+            /** @description Malformed body, query or path */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role is below superadmin, or a filter names an organization outside the caller's scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such user or organization */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A superadmin demoting or disabling themselves */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Body larger than API_MAX_BODY_BYTES */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Bad password or organization id */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database or the message bus is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_user: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description User name */
+                username: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageOnly"];
+                };
+            };
+            /** @description Malformed body, query or path */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role is below superadmin, or a filter names an organization outside the caller's scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such user */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A user deleting themselves */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

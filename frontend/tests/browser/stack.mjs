@@ -96,6 +96,9 @@ export class Stack {
       HEARTBEAT_INTERVAL_SEC: '1',
       HEARTBEAT_FLUSH_INTERVAL_MS: '50',
       SWEEP_INTERVAL_SEC: '1',
+      // These tests are about the dashboard, not orchestrator credentials (covered by the
+      // Rust end-to-end tests): the simulated orchestrators connect without tokens.
+      ORCHESTRATOR_AUTH: 'open',
       MOOLAI_ADMIN_USERNAME: 'admin',
       MOOLAI_ADMIN_PASSWORD: this.adminPassword,
       RUST_LOG: 'info',

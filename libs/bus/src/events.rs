@@ -134,8 +134,15 @@ pub enum Command {
     },
     /// A newer session was registered: edges holding any other session of this id close it.
     SessionStarted { session_id: String },
-    /// Close the socket (deregistration, revoked credentials).
-    Close { code: u16, reason: String },
+    /// Close the socket (deregistration, revoked credentials). With `session_id`, only that
+    /// session's socket closes (a newer one of the same orchestrator, registered with another
+    /// credential, stays).
+    Close {
+        code: u16,
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_id: Option<String>,
+    },
 }
 
 /// Published by the edge on `<prefix>.v1.<org>.<orch>.delivery` after writing an accepted

@@ -215,6 +215,33 @@ impl LivenessSettings {
     }
 }
 
+/// `ORCHESTRATOR_AUTH`: how orchestrator sockets authenticate.
+///
+/// The state service decides (it checks credentials against the database when it handles a
+/// hello); the edge reads the same variable only to refuse a hello without any token before
+/// asking state, in `token` mode. Set it the same on both: if they differ, the stricter one
+/// wins (an `open` edge in front of a `token` state still refuses unauthenticated sockets).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrchestratorAuth {
+    /// A valid enrollment or orchestrator token is required (the default).
+    #[default]
+    Token,
+    /// Legacy clients without credentials are accepted (migration from the old controller);
+    /// a token that is presented must still be valid. Logged loudly at start.
+    Open,
+}
+
+impl OrchestratorAuth {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Token => "token",
+            Self::Open => "open",
+        }
+    }
+}
+
 /// A token cancelled on SIGINT or SIGTERM.
 #[must_use]
 pub fn shutdown_token() -> CancellationToken {

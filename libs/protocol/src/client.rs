@@ -249,7 +249,7 @@ impl Hello {
             ),
             _ => return None,
         };
-        let metadata = match metadata {
+        let mut metadata = match metadata {
             Some(Value::Object(m)) => m,
             // Not an object: validation below reports it.
             Some(other) => {
@@ -258,6 +258,12 @@ impl Hello {
                 m
             }
             None => Map::new(),
+        };
+        // A token put inside the metadata is still a token: taken out (metadata is stored and
+        // served to operators; a secret must never be).
+        let token = match metadata.remove("auth_token") {
+            Some(Value::String(t)) => token.or(Some(t)),
+            _ => token,
         };
         let text = |k: &str| metadata.get(k).and_then(Value::as_str).map(str::to_owned);
         let organization_id = org.or_else(|| text("organization_id"));

@@ -99,6 +99,17 @@ fn both_hello_dialects_normalize_to_the_same_fields() {
     assert_eq!(h.dialect, moolai_protocol::Dialect::Hld);
     assert_eq!(h.organization_id.as_deref(), Some("org-001"));
     assert_eq!(h.auth_token.as_deref(), Some("tok_abc"));
+
+    // A token inside the metadata is taken out of it (metadata is stored and served).
+    let Decoded::Frame(f) = decode_client_frame(
+        r#"{"type":"handshake","data":{"orchestrator_id":"o1","metadata":{"version":"1","auth_token":"moo_enr_x"}}}"#,
+    ) else {
+        panic!()
+    };
+    let h = Hello::from_frame(f).expect("hello");
+    assert_eq!(h.auth_token.as_deref(), Some("moo_enr_x"));
+    assert!(!h.metadata.contains_key("auth_token"));
+    assert_eq!(h.metadata["version"], "1");
 }
 
 #[test]

@@ -60,6 +60,22 @@ fn push_filters(qb: &mut QueryBuilder<Postgres>, q: &AuditQuery) {
         qb.push(" AND organization_id = ")
             .push_bind(organization_id.clone());
     }
+    if let Some(from) = q.from {
+        qb.push(" AND at >= ").push_bind(from);
+    }
+    if let Some(to) = q.to {
+        qb.push(" AND at < ").push_bind(to);
+    }
+    if let Some(success) = q.success {
+        qb.push(" AND success = ").push_bind(success);
+    }
+    // Entries without an organization (logins, users, API tokens) are not any scoped
+    // reader's business.
+    if let Some(scope) = &q.scope {
+        qb.push(" AND organization_id = ANY(")
+            .push_bind(scope.clone())
+            .push(")");
+    }
 }
 
 pub(crate) async fn list(pool: &PgPool, q: &AuditQuery) -> Result<Page<AuditRecord>, StoreError> {

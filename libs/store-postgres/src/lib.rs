@@ -7,7 +7,8 @@
 //! Modules, grouped by aggregate:
 //! - `orchestrators`: hello registration, reads with the derived status, operator writes;
 //! - `liveness`: heartbeat flushes, disconnects and the expiry sweep;
-//! - `organizations`, `messages`, `reports` (usage, overview, costs), `audit`, `accounts`;
+//! - `organizations`, `messages`, `reports` (usage, overview, costs), `audit`;
+//! - `accounts` (users, login sessions, API tokens) and `credentials` (orchestrator tokens);
 //! - `sql`: the status derivation and column lists shared by those queries;
 //! - [`testing`]: a throwaway database per test, for this crate's tests and the services'.
 //!
@@ -17,6 +18,7 @@
 
 mod accounts;
 mod audit;
+mod credentials;
 mod error;
 mod liveness;
 mod messages;
@@ -33,11 +35,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use moolai_protocol::{DeliveredMessage, Provisioning};
 use moolai_store::{
-    Actor, AuditEntry, AuditQuery, AuditRecord, ConnectionRecord, CostQuery, CostReport,
-    HeartbeatWrite, HelloRegistration, IndependenceChange, MessageQuery, MessageRecord,
-    MessageStatus, NewMessage, NewOrchestrator, NewOrganization, NewSession, OrchestratorQuery,
-    OrchestratorRecord, OrganizationRecord, Overview, Page, Registered, SessionRecord,
-    StatusChange, Store, StoreError, StoreResult, SweepOutcome, UsageWrite,
+    Actor, ApiTokenRecord, AuditEntry, AuditQuery, AuditRecord, ConnectionRecord, CostQuery,
+    CostReport, CredentialQuery, CredentialRevocation, HeartbeatWrite, HelloRegistration,
+    IndependenceChange, MessageQuery, MessageRecord, MessageStatus, NewApiToken, NewMessage,
+    NewOrchestrator, NewOrchestratorCredential, NewOrganization, NewSession, NewUser,
+    OrchestratorCredentialRecord, OrchestratorQuery, OrchestratorRecord, OrganizationRecord,
+    Overview, Page, Registered, SessionRecord, StatusChange, Store, StoreError, StoreResult,
+    SweepOutcome, UsageWrite, UserLogin, UserRecord, UserUpdate,
 };
 use serde_json::{Map, Value};
 use sqlx::migrate::Migrator;
@@ -341,8 +345,9 @@ impl Store for PgStore {
         &self,
         page: u32,
         page_size: u32,
+        scope: Option<&[String]>,
     ) -> StoreResult<Page<OrganizationRecord>> {
-        self.organizations_page(page, page_size).await
+        self.organizations_page(page, page_size, scope).await
     }
 
     #[tracing::instrument(skip_all, fields(organization_id = %organization_id))]
@@ -363,8 +368,8 @@ impl Store for PgStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn overview(&self) -> StoreResult<Overview> {
-        self.overview_row().await
+    async fn overview(&self, scope: Option<&[String]>) -> StoreResult<Overview> {
+        self.overview_row(scope).await
     }
 
     #[tracing::instrument(skip_all, fields(granularity = q.granularity.as_str()))]
@@ -380,6 +385,11 @@ impl Store for PgStore {
     #[tracing::instrument(skip_all, fields(limit = q.limit))]
     async fn list_messages(&self, q: &MessageQuery) -> StoreResult<Vec<MessageRecord>> {
         self.messages(q).await
+    }
+
+    #[tracing::instrument(skip_all, fields(message_id = %message_id))]
+    async fn get_message(&self, message_id: &str) -> StoreResult<Option<MessageRecord>> {
+        self.message(message_id).await
     }
 
     #[tracing::instrument(skip_all, fields(message_id = %message_id, status = status.as_str()))]
@@ -404,9 +414,39 @@ impl Store for PgStore {
         audit::list(&self.pool, q).await
     }
 
+    #[tracing::instrument(skip_all, fields(username = %new.username))]
+    async fn create_user(&self, new: &NewUser, actor: &Actor) -> StoreResult<UserRecord> {
+        self.create_user_tx(new, actor).await
+    }
+
     #[tracing::instrument(skip_all, fields(username = %username))]
-    async fn ensure_user(&self, username: &str, role: &str) -> StoreResult<()> {
-        self.upsert_user(username, role).await
+    async fn get_user(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        self.user(username).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn user_login(&self, username: &str) -> StoreResult<Option<UserLogin>> {
+        self.user_login_row(username).await
+    }
+
+    #[tracing::instrument(skip_all, fields(page = page, page_size = page_size))]
+    async fn list_users(&self, page: u32, page_size: u32) -> StoreResult<Page<UserRecord>> {
+        self.users_page(page, page_size).await
+    }
+
+    #[tracing::instrument(skip_all, fields(username = %username))]
+    async fn update_user(
+        &self,
+        username: &str,
+        update: &UserUpdate,
+        actor: &Actor,
+    ) -> StoreResult<Option<UserRecord>> {
+        self.update_user_tx(username, update, actor).await
+    }
+
+    #[tracing::instrument(skip_all, fields(username = %username))]
+    async fn delete_user(&self, username: &str, actor: &Actor) -> StoreResult<bool> {
+        self.delete_user_tx(username, actor).await
     }
 
     #[tracing::instrument(skip_all, fields(username = %session.username))]
@@ -422,6 +462,80 @@ impl Store for PgStore {
     #[tracing::instrument(skip_all)]
     async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
         self.remove_session(token_hash).await
+    }
+
+    #[tracing::instrument(skip_all, fields(name = %new.name))]
+    async fn create_api_token(
+        &self,
+        new: &NewApiToken,
+        actor: &Actor,
+    ) -> StoreResult<ApiTokenRecord> {
+        self.create_api_token_tx(new, actor).await
+    }
+
+    #[tracing::instrument(skip_all, fields(page = page, page_size = page_size))]
+    async fn list_api_tokens(
+        &self,
+        page: u32,
+        page_size: u32,
+    ) -> StoreResult<Page<ApiTokenRecord>> {
+        self.api_tokens_page(page, page_size).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn api_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiTokenRecord>> {
+        self.active_api_token(token_hash).await
+    }
+
+    #[tracing::instrument(skip_all, fields(token_id = %token_id))]
+    async fn revoke_api_token(
+        &self,
+        token_id: &str,
+        actor: &Actor,
+    ) -> StoreResult<Option<ApiTokenRecord>> {
+        self.revoke_api_token_tx(token_id, actor).await
+    }
+
+    #[tracing::instrument(skip_all, fields(organization_id = %new.organization_id))]
+    async fn create_orchestrator_credential(
+        &self,
+        new: &NewOrchestratorCredential,
+        actor: &Actor,
+    ) -> StoreResult<OrchestratorCredentialRecord> {
+        self.create_credential_tx(new, actor).await
+    }
+
+    #[tracing::instrument(skip_all, fields(page = q.page, page_size = q.page_size))]
+    async fn list_orchestrator_credentials(
+        &self,
+        q: &CredentialQuery,
+    ) -> StoreResult<Page<OrchestratorCredentialRecord>> {
+        self.credentials_page(q).await
+    }
+
+    #[tracing::instrument(skip_all, fields(credential_id = %credential_id))]
+    async fn get_orchestrator_credential(
+        &self,
+        credential_id: &str,
+    ) -> StoreResult<Option<OrchestratorCredentialRecord>> {
+        self.credential(credential_id).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn orchestrator_credential_by_hash(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<OrchestratorCredentialRecord>> {
+        self.active_credential(token_hash).await
+    }
+
+    #[tracing::instrument(skip_all, fields(credential_id = %credential_id))]
+    async fn revoke_orchestrator_credential(
+        &self,
+        credential_id: &str,
+        actor: &Actor,
+    ) -> StoreResult<Option<CredentialRevocation>> {
+        self.revoke_credential_tx(credential_id, actor).await
     }
 
     #[tracing::instrument(skip_all, fields(orchestrator_id = %orchestrator_id, limit = limit))]

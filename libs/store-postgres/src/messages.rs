@@ -101,6 +101,11 @@ impl PgStore {
             qb.push(" AND m.organization_id = ")
                 .push_bind(organization_id.clone());
         }
+        if let Some(scope) = &q.scope {
+            qb.push(" AND m.organization_id = ANY(")
+                .push_bind(scope.clone())
+                .push(")");
+        }
         qb.push(" ORDER BY m.created_at DESC, m.id DESC LIMIT ")
             .push_bind(i64::from(q.limit));
         let rows: Vec<MessageRow> = qb
@@ -109,6 +114,26 @@ impl PgStore {
             .await
             .map_err(db_error)?;
         rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    pub(crate) async fn message(
+        &self,
+        message_id: &str,
+    ) -> Result<Option<MessageRecord>, StoreError> {
+        let mut qb = QueryBuilder::<Postgres>::new("SELECT ");
+        qb.push(MESSAGE_COLUMNS)
+            .push(
+                " FROM orchestrator_messages m \
+                 LEFT JOIN orchestrator_instances i ON i.orchestrator_id = m.orchestrator_id \
+                 WHERE m.id = ",
+            )
+            .push_bind(message_id.to_owned());
+        let row: Option<MessageRow> = qb
+            .build_query_as()
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        row.map(TryInto::try_into).transpose()
     }
 
     pub(crate) async fn update_message_status_tx(

@@ -112,6 +112,10 @@ impl PgStore {
             (None, Some(claimed)) => (claimed.clone(), None),
             (None, None) => (hello.default_organization_id.clone(), None),
         };
+        if let Some(credential_id) = &hello.credential_id {
+            crate::credentials::check_for_hello(&mut tx, credential_id, &hello.orchestrator_id)
+                .await?;
+        }
 
         // An organization first named by a hello is created with its id as its name.
         let organization_name: String = sqlx::query_scalar(
@@ -132,10 +136,11 @@ impl PgStore {
         let row: Option<HelloRow> = sqlx::query_as(concat!(
             "INSERT INTO orchestrator_instances AS o (orchestrator_id, organization_id, \
                  organization_name, name, location, features, metadata, session_id, edge_id, \
-                 disconnected_at, last_activity, last_seen, status) \
+                 disconnected_at, last_activity, last_seen, status, credential_id) \
              VALUES ($1, $2, $3, $4, $5, COALESCE($6::jsonb, '{}'::jsonb), $7, $8, $9, \
-                 NULL, now(), now(), 'active') \
+                 NULL, now(), now(), 'active', $11) \
              ON CONFLICT (orchestrator_id) DO UPDATE SET \
+                 credential_id = EXCLUDED.credential_id, \
                  organization_name = EXCLUDED.organization_name, \
                  name = COALESCE($4, o.name), \
                  location = COALESCE($5, o.location), \
@@ -166,6 +171,7 @@ impl PgStore {
         .bind(&hello.session_id)
         .bind(&hello.edge_id)
         .bind(self.ttl_secs)
+        .bind(hello.credential_id.as_deref())
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_error)?;
@@ -179,9 +185,10 @@ impl PgStore {
         // The same session saying hello twice (a retried request) updates its row.
         sqlx::query(
             "INSERT INTO orchestrator_connections (connection_id, orchestrator_id, status, \
-                 edge_id, remote_addr, metadata, last_seen) \
-             VALUES ($1, $2, 'connected', $3, $4, $5, now()) \
+                 edge_id, remote_addr, metadata, last_seen, credential_id) \
+             VALUES ($1, $2, 'connected', $3, $4, $5, now(), $6) \
              ON CONFLICT (connection_id) DO UPDATE SET status = 'connected', \
+                 credential_id = EXCLUDED.credential_id, \
                  edge_id = EXCLUDED.edge_id, remote_addr = EXCLUDED.remote_addr, \
                  metadata = EXCLUDED.metadata, last_seen = now(), disconnected_at = NULL, \
                  disconnect_reason = NULL, updated_at = now() \
@@ -192,10 +199,14 @@ impl PgStore {
         .bind(&hello.edge_id)
         .bind(hello.remote_addr.as_deref())
         .bind(Json(&hello.metadata))
+        .bind(hello.credential_id.as_deref())
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
 
+        if existing.is_none() {
+            audit::insert(&mut tx, &hello_audit(hello, &organization_id)).await?;
+        }
         let pending_messages = pending_deliveries(&mut tx, &hello.orchestrator_id).await?;
         tx.commit().await.map_err(db_error)?;
 
@@ -359,6 +370,14 @@ impl PgStore {
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
+        sqlx::query(
+            "UPDATE orchestrator_credentials SET revoked_at = now() \
+             WHERE kind = 'orchestrator' AND orchestrator_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(orchestrator_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
         audit::insert(
             &mut tx,
             &audit::entry(
@@ -522,6 +541,20 @@ impl PgStore {
     }
 }
 
+/// The audit entry of an orchestrator that registered itself with a hello.
+fn hello_audit(hello: &HelloRegistration, organization_id: &str) -> moolai_store::AuditEntry {
+    audit::entry(
+        &Actor {
+            name: format!("orchestrator:{}", hello.orchestrator_id),
+            client_addr: hello.remote_addr.clone(),
+        },
+        "orchestrator.register",
+        format!("orchestrator:{}", hello.orchestrator_id),
+        Some(organization_id.to_owned()),
+        json!({ "via": "hello", "credential_id": hello.credential_id, "edge_id": hello.edge_id }),
+    )
+}
+
 /// `WHERE` clause of the orchestrator listing; the builder's `$1` is the TTL.
 fn push_filters(qb: &mut QueryBuilder<Postgres>, q: &OrchestratorQuery) {
     qb.push(" WHERE TRUE");
@@ -532,6 +565,11 @@ fn push_filters(qb: &mut QueryBuilder<Postgres>, q: &OrchestratorQuery) {
     if let Some(organization_id) = &q.organization_id {
         qb.push(" AND o.organization_id = ")
             .push_bind(organization_id.clone());
+    }
+    if let Some(scope) = &q.scope {
+        qb.push(" AND o.organization_id = ANY(")
+            .push_bind(scope.clone())
+            .push(")");
     }
     if let Some(search) = q.search.as_deref().filter(|s| !s.is_empty()) {
         let pattern = format!("%{}%", escape_like(search));

@@ -35,19 +35,26 @@ impl PgStore {
         &self,
         page: u32,
         page_size: u32,
+        scope: Option<&[String]>,
     ) -> Result<Page<OrganizationRecord>, StoreError> {
         let (page, page_size) = crate::page_bounds(page, page_size);
-        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM organizations")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_error)?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM organizations \
+             WHERE $1::text[] IS NULL OR organization_id = ANY($1)",
+        )
+        .bind(scope)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
         let rows: Vec<OrganizationRow> = sqlx::query_as(concat!(
             organization_select!(),
-            "ORDER BY g.organization_id LIMIT $2 OFFSET $3"
+            "WHERE $4::text[] IS NULL OR g.organization_id = ANY($4) \
+             ORDER BY g.organization_id LIMIT $2 OFFSET $3"
         ))
         .bind(self.ttl_secs)
         .bind(i64::from(page_size))
         .bind(crate::page_offset(page, page_size))
+        .bind(scope)
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;

@@ -68,13 +68,15 @@ macro_rules! totals_columns {
     };
 }
 
-/// Rows of the report: `[$1, $2)`, optional organization `$3` and orchestrator `$4`.
+/// Rows of the report: `[$1, $2)`, optional organization `$3`, orchestrator `$4` and
+/// organization scope `$5`.
 macro_rules! usage_in_range {
     () => {
         " FROM usage_records \
           WHERE reported_at >= $1 AND reported_at < $2 \
             AND ($3::text IS NULL OR organization_id = $3) \
-            AND ($4::text IS NULL OR orchestrator_id = $4) "
+            AND ($4::text IS NULL OR orchestrator_id = $4) \
+            AND ($5::text[] IS NULL OR organization_id = ANY($5)) "
     };
 }
 
@@ -124,17 +126,25 @@ impl PgStore {
         Ok(())
     }
 
-    pub(crate) async fn overview_row(&self) -> Result<Overview, StoreError> {
+    pub(crate) async fn overview_row(
+        &self,
+        scope: Option<&[String]>,
+    ) -> Result<Overview, StoreError> {
+        // `$2` is the scope: NULL for every organization.
         let row: OverviewRow = sqlx::query_as(concat!(
             "SELECT \
-                 (SELECT count(*) FROM organizations) AS total_organizations, \
+                 (SELECT count(*) FROM organizations \
+                  WHERE $2::text[] IS NULL OR organization_id = ANY($2)) AS total_organizations, \
                  f.total AS total_orchestrators, \
                  f.active AS active_orchestrators, \
                  f.independent AS independent_orchestrators, \
-                 (SELECT count(*) FROM users) AS total_users, \
+                 (SELECT count(*) FROM users u WHERE $2::text[] IS NULL \
+                  OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(u.organization_ids) a \
+                             WHERE a = ANY($2))) AS total_users, \
                  (SELECT count(*) FROM orchestrator_messages m \
                   LEFT JOIN orchestrator_instances i ON i.orchestrator_id = m.orchestrator_id \
                   WHERE m.status = 'pending' AND NOT COALESCE(i.is_independent, FALSE) \
+                    AND ($2::text[] IS NULL OR m.organization_id = ANY($2)) \
                  ) AS pending_messages, \
                  u.cost AS cost_this_month, \
                  u.requests AS requests_this_month, \
@@ -145,16 +155,19 @@ impl PgStore {
             alive_sql!("$1"),
             ") AS active, \
                      count(*) FILTER (WHERE o.is_independent) AS independent \
-                 FROM orchestrator_instances o) f, \
+                 FROM orchestrator_instances o \
+                 WHERE $2::text[] IS NULL OR o.organization_id = ANY($2)) f, \
              ( \
                  SELECT COALESCE(sum(cost), 0)::float8 AS cost, \
                      COALESCE(sum(requests), 0)::int8 AS requests, \
                      COALESCE(sum(input_tokens + output_tokens), 0)::int8 AS tokens \
                  FROM usage_records \
                  WHERE reported_at >= date_trunc('month', now(), 'UTC') \
+                   AND ($2::text[] IS NULL OR organization_id = ANY($2)) \
              ) u"
         ))
         .bind(self.ttl_secs)
+        .bind(scope)
         .fetch_one(&self.pool)
         .await
         .map_err(db_error)?;
@@ -195,6 +208,7 @@ impl PgStore {
                 .bind(q.to)
                 .bind(q.organization_id.as_deref())
                 .bind(q.orchestrator_id.as_deref())
+                .bind(q.scope.as_deref())
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(db_error)?;
@@ -209,6 +223,7 @@ impl PgStore {
         .bind(q.to)
         .bind(q.organization_id.as_deref())
         .bind(q.orchestrator_id.as_deref())
+        .bind(q.scope.as_deref())
         .fetch_all(&mut *tx)
         .await
         .map_err(db_error)?;
@@ -217,12 +232,13 @@ impl PgStore {
             "SELECT orchestrator_id AS key, ",
             totals_columns!(),
             usage_in_range!(),
-            "GROUP BY orchestrator_id ORDER BY cost DESC, key LIMIT $5"
+            "GROUP BY orchestrator_id ORDER BY cost DESC, key LIMIT $6"
         ))
         .bind(q.from)
         .bind(q.to)
         .bind(q.organization_id.as_deref())
         .bind(q.orchestrator_id.as_deref())
+        .bind(q.scope.as_deref())
         .bind(TOP_ORCHESTRATORS)
         .fetch_all(&mut *tx)
         .await
@@ -238,12 +254,13 @@ impl PgStore {
         .bind(q.to)
         .bind(q.organization_id.as_deref())
         .bind(q.orchestrator_id.as_deref())
+        .bind(q.scope.as_deref())
         .fetch_all(&mut *tx)
         .await
         .map_err(db_error)?;
 
         let series: Vec<PointRow> = sqlx::query_as(concat!(
-            "SELECT date_trunc($5, reported_at, 'UTC') AS period_start, ",
+            "SELECT date_trunc($6, reported_at, 'UTC') AS period_start, ",
             totals_columns!(),
             usage_in_range!(),
             "GROUP BY 1 ORDER BY 1"
@@ -252,6 +269,7 @@ impl PgStore {
         .bind(q.to)
         .bind(q.organization_id.as_deref())
         .bind(q.orchestrator_id.as_deref())
+        .bind(q.scope.as_deref())
         .bind(unit)
         .fetch_all(&mut *tx)
         .await

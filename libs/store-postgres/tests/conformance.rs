@@ -75,6 +75,10 @@ conformance_tests!(
     hostile_strings_round_trip,
     audit_log_lists_newest_first_with_filters,
     login_sessions_expire_and_can_be_deleted,
+    users_are_created_updated_and_deleted,
+    api_tokens_are_found_by_hash_until_revoked,
+    orchestrator_credentials_gate_hellos,
+    scopes_restrict_every_listing,
 );
 
 conformance_tests_two_ttls!(
@@ -271,7 +275,7 @@ async fn database_errors_map_to_store_errors() {
         );
         assert_eq!(
             store
-                .overview()
+                .overview(None)
                 .await
                 .expect("overview")
                 .requests_this_month,
@@ -386,10 +390,10 @@ async fn organization_counts_scale_to_a_large_fleet() {
 
         let started = Instant::now();
         let page = store
-            .list_organizations(1, 50)
+            .list_organizations(1, 50, None)
             .await
             .expect("organizations");
-        let overview = store.overview().await.expect("overview");
+        let overview = store.overview(None).await.expect("overview");
         let elapsed = started.elapsed();
 
         assert_eq!(page.total, 200);

@@ -68,6 +68,22 @@ fn push_filters(qb: &mut QueryBuilder<Sqlite>, q: &AuditQuery) {
         qb.push(" AND organization_id = ")
             .push_bind(organization_id.clone());
     }
+    if let Some(from) = q.from {
+        qb.push(" AND at >= ").push_bind(time::encode_bound(from));
+    }
+    if let Some(to) = q.to {
+        qb.push(" AND at < ").push_bind(time::encode_bound(to));
+    }
+    if let Some(success) = q.success {
+        qb.push(" AND success = ").push_bind(success);
+    }
+    // Entries without an organization (logins, users, API tokens) are not any scoped
+    // reader's business.
+    if let Some(scope) = crate::accounts::scope_json(q.scope.as_deref()) {
+        qb.push(" AND organization_id IN (SELECT value FROM json_each(")
+            .push_bind(scope)
+            .push("))");
+    }
 }
 
 pub(crate) async fn list(

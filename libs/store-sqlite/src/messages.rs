@@ -119,6 +119,11 @@ impl SqliteStore {
             qb.push(" AND m.organization_id = ")
                 .push_bind(organization_id.clone());
         }
+        if let Some(scope) = crate::accounts::scope_json(q.scope.as_deref()) {
+            qb.push(" AND m.organization_id IN (SELECT value FROM json_each(")
+                .push_bind(scope)
+                .push("))");
+        }
         qb.push(" ORDER BY m.created_at DESC, m.id DESC LIMIT ")
             .push_bind(i64::from(q.limit));
         let rows: Vec<MessageRow> = qb
@@ -127,6 +132,14 @@ impl SqliteStore {
             .await
             .map_err(db_error)?;
         rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    pub(crate) async fn message(
+        &self,
+        message_id: &str,
+    ) -> Result<Option<MessageRecord>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        fetch(&mut conn, message_id).await
     }
 
     pub(crate) async fn update_message_status_tx(

@@ -117,6 +117,15 @@ impl SqliteStore {
             (None, Some(claimed)) => (claimed.clone(), None),
             (None, None) => (hello.default_organization_id.clone(), None),
         };
+        if let Some(credential_id) = &hello.credential_id {
+            crate::credentials::check_for_hello(
+                &mut w.tx,
+                credential_id,
+                &hello.orchestrator_id,
+                &now_text,
+            )
+            .await?;
+        }
 
         // An organization first named by a hello is created with its id as its name.
         sqlx::query(
@@ -141,10 +150,12 @@ impl SqliteStore {
         let row: Option<HelloRow> = sqlx::query_as(concat!(
             "INSERT INTO orchestrator_instances AS o (orchestrator_id, organization_id, \
                  organization_name, name, location, features, metadata, session_id, edge_id, \
-                 disconnected_at, last_activity, last_seen, status, created_at, updated_at) \
+                 disconnected_at, last_activity, last_seen, status, created_at, updated_at, \
+                 credential_id) \
              VALUES ($1, $2, $3, $4, $5, COALESCE($6, '{}'), $7, $8, $9, \
-                 NULL, $10, $10, 'active', $10, $10) \
+                 NULL, $10, $10, 'active', $10, $10, $12) \
              ON CONFLICT (orchestrator_id) DO UPDATE SET \
+                 credential_id = excluded.credential_id, \
                  organization_name = excluded.organization_name, \
                  name = COALESCE($4, o.name), \
                  location = COALESCE($5, o.location), \
@@ -176,6 +187,7 @@ impl SqliteStore {
         .bind(&hello.edge_id)
         .bind(&now_text)
         .bind(&cutoff)
+        .bind(hello.credential_id.as_deref())
         .fetch_optional(&mut *w.tx)
         .await
         .map_err(db_error)?;
@@ -186,9 +198,11 @@ impl SqliteStore {
         // The same session saying hello twice (a retried request) updates its row.
         sqlx::query(
             "INSERT INTO orchestrator_connections (connection_id, orchestrator_id, status, \
-                 edge_id, remote_addr, metadata, last_seen, created_at, updated_at) \
-             VALUES ($1, $2, 'connected', $3, $4, $5, $6, $6, $6) \
+                 edge_id, remote_addr, metadata, last_seen, created_at, updated_at, \
+                 credential_id) \
+             VALUES ($1, $2, 'connected', $3, $4, $5, $6, $6, $6, $7) \
              ON CONFLICT (connection_id) DO UPDATE SET status = 'connected', \
+                 credential_id = excluded.credential_id, \
                  edge_id = excluded.edge_id, remote_addr = excluded.remote_addr, \
                  metadata = excluded.metadata, last_seen = $6, disconnected_at = NULL, \
                  disconnect_reason = NULL, updated_at = $6 \
@@ -200,10 +214,14 @@ impl SqliteStore {
         .bind(hello.remote_addr.as_deref())
         .bind(Json(&hello.metadata))
         .bind(&now_text)
+        .bind(hello.credential_id.as_deref())
         .execute(&mut *w.tx)
         .await
         .map_err(db_error)?;
 
+        if existing.is_none() {
+            audit::insert(&mut w.tx, &hello_audit(hello, &organization_id), &now).await?;
+        }
         let pending_messages = pending_deliveries(&mut w.tx, &hello.orchestrator_id).await?;
         w.commit().await?;
 
@@ -352,6 +370,15 @@ impl SqliteStore {
             .execute(&mut *w.tx)
             .await
             .map_err(db_error)?;
+        sqlx::query(
+            "UPDATE orchestrator_credentials SET revoked_at = $2 \
+             WHERE kind = 'orchestrator' AND orchestrator_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(orchestrator_id)
+        .bind(time::encode(now)?)
+        .execute(&mut *w.tx)
+        .await
+        .map_err(db_error)?;
         audit::insert(
             &mut w.tx,
             &audit::entry(
@@ -563,6 +590,20 @@ fn merge_top_level(stored: Value, update: &Map<String, Value>) -> Value {
     }
 }
 
+/// The audit entry of an orchestrator that registered itself with a hello.
+fn hello_audit(hello: &HelloRegistration, organization_id: &str) -> moolai_store::AuditEntry {
+    audit::entry(
+        &Actor {
+            name: format!("orchestrator:{}", hello.orchestrator_id),
+            client_addr: hello.remote_addr.clone(),
+        },
+        "orchestrator.register",
+        format!("orchestrator:{}", hello.orchestrator_id),
+        Some(organization_id.to_owned()),
+        json!({ "via": "hello", "credential_id": hello.credential_id, "edge_id": hello.edge_id }),
+    )
+}
+
 /// A builder whose SQL starts by binding the cutoff once as `p.cutoff` (see [`crate::sql`]).
 fn with_cutoff(cutoff: &str) -> QueryBuilder<Sqlite> {
     let mut qb = QueryBuilder::new("WITH p(cutoff) AS (SELECT ");
@@ -580,6 +621,11 @@ fn push_filters(qb: &mut QueryBuilder<Sqlite>, q: &OrchestratorQuery) {
     if let Some(organization_id) = &q.organization_id {
         qb.push(" AND o.organization_id = ")
             .push_bind(organization_id.clone());
+    }
+    if let Some(scope) = crate::accounts::scope_json(q.scope.as_deref()) {
+        qb.push(" AND o.organization_id IN (SELECT value FROM json_each(")
+            .push_bind(scope)
+            .push("))");
     }
     if let Some(search) = q.search.as_deref().filter(|s| !s.is_empty()) {
         // SQLite's LIKE ignores case for ASCII letters only (PostgreSQL's ILIKE follows the

@@ -33,19 +33,27 @@ impl SqliteStore {
         &self,
         page: u32,
         page_size: u32,
+        scope: Option<&[String]>,
     ) -> Result<Page<OrganizationRecord>, StoreError> {
         let (page, page_size) = crate::page_bounds(page, page_size);
-        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM organizations")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_error)?;
+        let scope = crate::accounts::scope_json(scope);
+        let total: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM organizations \
+             WHERE $1 IS NULL OR organization_id IN (SELECT value FROM json_each($1))",
+        )
+        .bind(scope.as_deref())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
         let rows: Vec<OrganizationRow> = sqlx::query_as(concat!(
             organization_select!(),
-            "ORDER BY g.organization_id LIMIT $2 OFFSET $3"
+            "WHERE $4 IS NULL OR g.organization_id IN (SELECT value FROM json_each($4)) \
+             ORDER BY g.organization_id LIMIT $2 OFFSET $3"
         ))
         .bind(self.cutoff(time::now()))
         .bind(i64::from(page_size))
         .bind(crate::page_offset(page, page_size))
+        .bind(scope.as_deref())
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;

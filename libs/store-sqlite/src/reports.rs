@@ -70,24 +70,26 @@ macro_rules! totals_columns {
     };
 }
 
-/// Rows of the report: `[$1, $2)`, optional organization `$3` and orchestrator `$4`.
+/// Rows of the report: `[$1, $2)`, optional organization `$3`, orchestrator `$4` and
+/// organization scope `$5` (a JSON array).
 macro_rules! usage_in_range {
     () => {
         " FROM usage_records \
           WHERE reported_at >= $1 AND reported_at < $2 \
             AND ($3 IS NULL OR organization_id = $3) \
-            AND ($4 IS NULL OR orchestrator_id = $4) "
+            AND ($4 IS NULL OR orchestrator_id = $4) \
+            AND ($5 IS NULL OR organization_id IN (SELECT value FROM json_each($5))) "
     };
 }
 
-/// The start of the period holding `reported_at`, as PostgreSQL's `date_trunc($5,
-/// reported_at, 'UTC')` gives it, for the unit `$5` (`day`, `week` or `month`). Weeks start on
+/// The start of the period holding `reported_at`, as PostgreSQL's `date_trunc($6,
+/// reported_at, 'UTC')` gives it, for the unit `$6` (`day`, `week` or `month`). Weeks start on
 /// Monday (ISO): SQLite's `weekday 0` moves to the next Sunday (or stays on one), six days
 /// back is that week's Monday. The stored text starts with the UTC date, so days and months
 /// are its prefix.
 macro_rules! period_start {
     () => {
-        "(CASE $5 \
+        "(CASE $6 \
              WHEN 'day' THEN substr(reported_at, 1, 10) \
              WHEN 'week' THEN date(reported_at, 'weekday 0', '-6 days') \
              ELSE substr(reported_at, 1, 7) || '-01' END) || 'T00:00:00.000000Z'"
@@ -149,18 +151,28 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(crate) async fn overview_row(&self) -> Result<Overview, StoreError> {
+    pub(crate) async fn overview_row(
+        &self,
+        scope: Option<&[String]>,
+    ) -> Result<Overview, StoreError> {
         let now = time::now();
+        // `$3` is the scope (a JSON array), NULL for every organization.
         let row: OverviewRow = sqlx::query_as(concat!(
             "SELECT \
-                 (SELECT count(*) FROM organizations) AS total_organizations, \
+                 (SELECT count(*) FROM organizations \
+                  WHERE $3 IS NULL OR organization_id IN (SELECT value FROM json_each($3)) \
+                 ) AS total_organizations, \
                  f.total AS total_orchestrators, \
                  f.active AS active_orchestrators, \
                  f.independent AS independent_orchestrators, \
-                 (SELECT count(*) FROM users) AS total_users, \
+                 (SELECT count(*) FROM users u WHERE $3 IS NULL \
+                  OR EXISTS (SELECT 1 FROM json_each(u.organization_ids) a \
+                             WHERE a.value IN (SELECT value FROM json_each($3))) \
+                 ) AS total_users, \
                  (SELECT count(*) FROM orchestrator_messages m \
                   LEFT JOIN orchestrator_instances i ON i.orchestrator_id = m.orchestrator_id \
                   WHERE m.status = 'pending' AND NOT COALESCE(i.is_independent, FALSE) \
+                    AND ($3 IS NULL OR m.organization_id IN (SELECT value FROM json_each($3))) \
                  ) AS pending_messages, \
                  u.cost AS cost_this_month, \
                  u.requests AS requests_this_month, \
@@ -171,17 +183,20 @@ impl SqliteStore {
             alive_sql!("$1"),
             ") AS active, \
                      count(*) FILTER (WHERE o.is_independent) AS independent \
-                 FROM orchestrator_instances o) f, \
+                 FROM orchestrator_instances o \
+                 WHERE $3 IS NULL OR o.organization_id IN (SELECT value FROM json_each($3))) f, \
              ( \
                  SELECT total(cost) AS cost, \
                      COALESCE(sum(requests), 0) AS requests, \
                      COALESCE(sum(input_tokens + output_tokens), 0) AS tokens \
                  FROM usage_records \
                  WHERE reported_at >= $2 \
+                   AND ($3 IS NULL OR organization_id IN (SELECT value FROM json_each($3))) \
              ) u"
         ))
         .bind(self.cutoff(now))
         .bind(time::encode_bound(month_start(now)))
+        .bind(crate::accounts::scope_json(scope))
         .fetch_one(&self.pool)
         .await
         .map_err(db_error)?;
@@ -211,6 +226,7 @@ impl SqliteStore {
         };
         let from = time::encode_bound(q.from);
         let to = time::encode_bound(q.to);
+        let scope = crate::accounts::scope_json(q.scope.as_deref());
         // One read transaction for the five queries: in WAL mode it reads one snapshot, so
         // the parts add up to the totals (PostgreSQL's REPEATABLE READ READ ONLY).
         let mut tx = self.pool.begin().await.map_err(db_error)?;
@@ -221,6 +237,7 @@ impl SqliteStore {
                 .bind(&to)
                 .bind(q.organization_id.as_deref())
                 .bind(q.orchestrator_id.as_deref())
+                .bind(scope.as_deref())
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(db_error)?;
@@ -235,6 +252,7 @@ impl SqliteStore {
         .bind(&to)
         .bind(q.organization_id.as_deref())
         .bind(q.orchestrator_id.as_deref())
+        .bind(scope.as_deref())
         .fetch_all(&mut *tx)
         .await
         .map_err(db_error)?;
@@ -243,12 +261,13 @@ impl SqliteStore {
             "SELECT orchestrator_id AS key, ",
             totals_columns!(),
             usage_in_range!(),
-            "GROUP BY orchestrator_id ORDER BY cost DESC, key LIMIT $5"
+            "GROUP BY orchestrator_id ORDER BY cost DESC, key LIMIT $6"
         ))
         .bind(&from)
         .bind(&to)
         .bind(q.organization_id.as_deref())
         .bind(q.orchestrator_id.as_deref())
+        .bind(scope.as_deref())
         .bind(TOP_ORCHESTRATORS)
         .fetch_all(&mut *tx)
         .await
@@ -264,6 +283,7 @@ impl SqliteStore {
         .bind(&to)
         .bind(q.organization_id.as_deref())
         .bind(q.orchestrator_id.as_deref())
+        .bind(scope.as_deref())
         .fetch_all(&mut *tx)
         .await
         .map_err(db_error)?;
@@ -280,6 +300,7 @@ impl SqliteStore {
         .bind(&to)
         .bind(q.organization_id.as_deref())
         .bind(q.orchestrator_id.as_deref())
+        .bind(scope.as_deref())
         .bind(unit)
         .fetch_all(&mut *tx)
         .await

@@ -67,6 +67,10 @@ conformance_tests!(
     hostile_strings_round_trip,
     audit_log_lists_newest_first_with_filters,
     login_sessions_expire_and_can_be_deleted,
+    users_are_created_updated_and_deleted,
+    api_tokens_are_found_by_hash_until_revoked,
+    orchestrator_credentials_gate_hellos,
+    scopes_restrict_every_listing,
 );
 
 conformance_tests_two_ttls!(
@@ -89,6 +93,7 @@ fn hello(orchestrator_id: &str, organization_id: &str, session_id: &str) -> Hell
         edge_id: "edge-1".into(),
         remote_addr: None,
         dialect: Dialect::Deployed,
+        credential_id: None,
     }
 }
 
@@ -209,7 +214,7 @@ async fn data_survives_closing_and_reopening_the_file() {
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].id, created.id);
     assert_eq!(messages[0].created_at, created.created_at);
-    let overview = reopened.overview().await.expect("overview");
+    let overview = reopened.overview(None).await.expect("overview");
     assert_eq!(overview.requests_this_month, 7);
     assert_eq!(overview.independent_orchestrators, 1);
     let journal_mode: String = sqlx::query_scalar("PRAGMA journal_mode")
@@ -369,7 +374,7 @@ async fn concurrent_writers_do_not_fail_with_busy() {
                 metadata.insert(format!("round_{round}"), json!(round));
                 store.update_metadata(&id, &metadata).await?;
                 store.get_orchestrator(&id).await?;
-                store.overview().await?;
+                store.overview(None).await?;
             }
             store.sweep_expired().await?;
             Ok::<_, StoreError>(())
@@ -381,7 +386,7 @@ async fn concurrent_writers_do_not_fail_with_busy() {
     let elapsed = started.elapsed();
 
     assert_eq!(message_count(&first).await, TASKS * ROUNDS);
-    let overview = second.overview().await.expect("overview");
+    let overview = second.overview(None).await.expect("overview");
     assert_eq!(
         overview.total_orchestrators,
         i64::try_from(TASKS).expect("small")
@@ -583,7 +588,7 @@ async fn database_errors_map_to_store_errors() {
     );
     assert_eq!(
         store
-            .overview()
+            .overview(None)
             .await
             .expect("overview")
             .requests_this_month,
@@ -666,10 +671,10 @@ async fn organization_counts_scale_to_a_large_fleet() {
 
     let started = Instant::now();
     let page = store
-        .list_organizations(1, 50)
+        .list_organizations(1, 50, None)
         .await
         .expect("organizations");
-    let overview = store.overview().await.expect("overview");
+    let overview = store.overview(None).await.expect("overview");
     let elapsed = started.elapsed();
 
     assert_eq!(page.total, 200);
@@ -700,7 +705,7 @@ async fn organization_counts_scale_to_a_large_fleet() {
     assert_eq!(changes.len(), 18_000);
     assert!(changes.iter().all(|c| c.current == Status::Active));
     assert!(elapsed < Duration::from_secs(5), "flush took {elapsed:?}");
-    let overview = store.overview().await.expect("overview");
+    let overview = store.overview(None).await.expect("overview");
     assert_eq!(overview.active_orchestrators, 18_000);
     store.close().await;
 }
@@ -791,7 +796,7 @@ async fn process_kill_keeps_committed_writes() {
 
     let store = db.store(TTL).await;
     assert_eq!(integrity_check(&store).await, "ok");
-    let overview = store.overview().await.expect("overview");
+    let overview = store.overview(None).await.expect("overview");
     assert_eq!(
         overview.total_orchestrators,
         i64::try_from(KILL_CHILD_ORCHESTRATORS).expect("small")

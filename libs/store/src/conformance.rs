@@ -20,9 +20,10 @@ use moolai_protocol::{Dialect, Status};
 use serde_json::{Map, Value, json};
 
 use crate::{
-    Actor, AuditEntry, AuditQuery, CostQuery, Granularity, HeartbeatWrite, HelloRegistration,
-    MessageQuery, MessageRecord, MessageStatus, NewMessage, NewOrchestrator, NewOrganization,
-    NewSession, OrchestratorQuery, Store, StoreError, UsageWrite,
+    Actor, AuditEntry, AuditQuery, CostQuery, CredentialKind, CredentialQuery, Granularity,
+    HeartbeatWrite, HelloRegistration, MessageQuery, MessageRecord, MessageStatus, NewApiToken,
+    NewMessage, NewOrchestrator, NewOrchestratorCredential, NewOrganization, NewSession, NewUser,
+    OrchestratorQuery, Role, Store, StoreError, UsageWrite, UserUpdate,
 };
 
 /// Heartbeat TTL of the store handed to every check (and of the `strict` handle).
@@ -74,6 +75,7 @@ fn hello(
         orchestrator_id: orchestrator_id.into(),
         organization_id: organization_id.map(Into::into),
         default_organization_id: DEFAULT_ORG.into(),
+        credential_id: None,
         name: None,
         location: None,
         features: None,
@@ -83,6 +85,21 @@ fn hello(
         remote_addr: Some("198.51.100.7:40000".into()),
         dialect: Dialect::Deployed,
     }
+}
+
+/// A user with a placeholder hash (the store never interprets it).
+fn new_user(username: &str, role: Role, organization_ids: &[&str]) -> NewUser {
+    NewUser {
+        username: username.into(),
+        role,
+        password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA${username}"),
+        organization_ids: organization_ids.iter().map(|o| (*o).to_owned()).collect(),
+    }
+}
+
+/// A token hash: 64 hex digits derived from `n`.
+fn token_hash(n: u32) -> String {
+    format!("{n:064x}")
 }
 
 fn beat(orchestrator_id: &str, received_at: DateTime<Utc>) -> HeartbeatWrite {
@@ -291,7 +308,7 @@ pub async fn hello_registers_organization_and_orchestrator(store: &dyn Store) {
     assert_eq!(record.version.as_deref(), Some("2.4.0"));
     assert_eq!(record.session_id.as_deref(), Some("sess-3"));
 
-    let overview = store.overview().await.expect("overview");
+    let overview = store.overview(None).await.expect("overview");
     assert_eq!(overview.total_organizations, 2);
     assert_eq!(overview.total_orchestrators, 2);
     assert_eq!(overview.active_orchestrators, 2);
@@ -660,7 +677,7 @@ pub async fn status_is_derived_from_last_seen(store: &dyn Store) {
         .expect("list");
     assert_eq!(names(independent), vec!["free"]);
 
-    let overview = store.overview().await.expect("overview");
+    let overview = store.overview(None).await.expect("overview");
     assert_eq!(overview.total_orchestrators, 4);
     assert_eq!(overview.active_orchestrators, 1);
     assert_eq!(overview.inactive_orchestrators, 2);
@@ -702,6 +719,7 @@ pub async fn orchestrator_listing_pages_filters_and_searches(store: &dyn Store) 
             status: None,
             organization_id: org.map(Into::into),
             search: search.map(Into::into),
+            scope: None,
         };
     let ids = |page: &crate::Page<crate::OrchestratorRecord>| {
         page.items
@@ -1624,6 +1642,7 @@ pub async fn usage_costs_and_overview_add_up(store: &dyn Store) {
         organization_id: None,
         orchestrator_id: None,
         granularity,
+        scope: None,
     };
     let report = store.costs(&query(Granularity::Day)).await.expect("costs");
     assert_eq!(report.from, utc(2025, 6, 2, 0, 0, 0));
@@ -1722,6 +1741,31 @@ pub async fn usage_costs_and_overview_add_up(store: &dyn Store) {
         .expect("o1 costs");
     assert_eq!((o1.totals.requests, o1.totals.total_tokens), (15, 200));
     assert_eq!(buckets(&o1.by_model), vec![("gpt-4o".into(), 15, 200, 2.0)]);
+    let scoped = store
+        .costs(&CostQuery {
+            scope: Some(vec!["org-b".into(), "org-none".into()]),
+            ..query(Granularity::Day)
+        })
+        .await
+        .expect("scoped costs");
+    assert_eq!(
+        (scoped.totals.requests, scoped.totals.total_tokens),
+        (2, 40)
+    );
+    assert_eq!(
+        buckets(&scoped.by_organization),
+        vec![("org-b".into(), 2, 40, 2.0)]
+    );
+    let outside = store
+        .costs(&CostQuery {
+            organization_id: Some("org-a".into()),
+            scope: Some(vec!["org-b".into()]),
+            ..query(Granularity::Week)
+        })
+        .await
+        .expect("filter outside the scope");
+    assert_eq!(outside.totals.requests, 0);
+    assert!(outside.by_orchestrator.is_empty() && outside.series.is_empty());
     let empty = store
         .costs(&CostQuery {
             organization_id: Some("org-none".into()),
@@ -1768,14 +1812,19 @@ pub async fn usage_costs_and_overview_add_up(store: &dyn Store) {
         .update_message_status(&decided.id, MessageStatus::Accepted, &Actor::system())
         .await
         .expect("accept");
-    store.ensure_user("admin", "admin").await.expect("user");
-    store.ensure_user("viewer", "viewer").await.expect("user");
     store
-        .ensure_user("admin", "operator")
+        .create_user(&new_user("admin", Role::Superadmin, &[]), &Actor::system())
         .await
-        .expect("user again");
+        .expect("user");
+    store
+        .create_user(
+            &new_user("viewer", Role::Viewer, &["org-b"]),
+            &Actor::system(),
+        )
+        .await
+        .expect("user");
 
-    let overview = store.overview().await.expect("overview");
+    let overview = store.overview(None).await.expect("overview");
     assert_eq!(overview.total_organizations, 2);
     assert_eq!(overview.total_orchestrators, 3);
     assert_eq!(overview.active_orchestrators, 1);
@@ -1783,6 +1832,33 @@ pub async fn usage_costs_and_overview_add_up(store: &dyn Store) {
     assert_eq!(overview.independent_orchestrators, 1);
     assert_eq!(overview.total_users, 2);
     assert_eq!(overview.pending_messages, 1);
+
+    // Scoped to org-b: its orchestrators (one independent, one never seen), its user, no
+    // pending message of a supervised orchestrator, none of org-a's usage.
+    let scoped = store
+        .overview(Some(&["org-b".to_owned()]))
+        .await
+        .expect("scoped overview");
+    assert_eq!(scoped.total_organizations, 1);
+    assert_eq!(scoped.total_orchestrators, 2);
+    assert_eq!(scoped.active_orchestrators, 0);
+    assert_eq!(scoped.independent_orchestrators, 1);
+    assert_eq!(scoped.inactive_orchestrators, 1);
+    assert_eq!(scoped.total_users, 1);
+    assert_eq!(scoped.pending_messages, 0);
+    assert_eq!(scoped.requests_this_month, 0);
+    let nothing = store
+        .overview(Some(&[]))
+        .await
+        .expect("empty scope overview");
+    assert_eq!(
+        (
+            nothing.total_organizations,
+            nothing.total_orchestrators,
+            nothing.total_users
+        ),
+        (0, 0, 0)
+    );
     assert_eq!(overview.requests_this_month, 3);
     assert_eq!(overview.tokens_this_month, 42);
     assert!(
@@ -1819,6 +1895,7 @@ pub async fn usage_costs_and_overview_add_up(store: &dyn Store) {
         organization_id: Some("org-edges".into()),
         orchestrator_id: None,
         granularity,
+        scope: None,
     };
     let requests = |r: &crate::CostReport| {
         r.series
@@ -1928,7 +2005,7 @@ pub async fn organizations_page_with_counts(store: &dyn Store) {
         .expect("independence")
         .expect("exists");
 
-    let page = store.list_organizations(1, 2).await.expect("page 1");
+    let page = store.list_organizations(1, 2, None).await.expect("page 1");
     assert_eq!(page.total, 5);
     assert_eq!((page.page, page.page_size), (1, 2));
     let ids: Vec<&str> = page
@@ -1944,14 +2021,14 @@ pub async fn organizations_page_with_counts(store: &dyn Store) {
     assert_eq!((org1.orchestrator_count, org1.active_orchestrators), (0, 0));
     assert_eq!(org1.status, "inactive");
 
-    let last = store.list_organizations(3, 2).await.expect("page 3");
+    let last = store.list_organizations(3, 2, None).await.expect("page 3");
     let ids: Vec<&str> = last
         .items
         .iter()
         .map(|o| o.organization_id.as_str())
         .collect();
     assert_eq!(ids, vec!["org-05"]);
-    let beyond = store.list_organizations(4, 2).await.expect("page 4");
+    let beyond = store.list_organizations(4, 2, None).await.expect("page 4");
     assert_eq!(beyond.total, 5);
     assert!(beyond.items.is_empty());
 
@@ -2089,6 +2166,7 @@ pub async fn hostile_strings_round_trip(store: &dyn Store) {
             actor: Some(HTML_PAYLOAD.into()),
             target: Some(ODD_PAYLOAD.into()),
             organization_id: Some(org_id.clone()),
+            ..AuditQuery::default()
         })
         .await
         .expect("audit list");
@@ -2103,7 +2181,7 @@ pub async fn hostile_strings_round_trip(store: &dyn Store) {
     );
 
     // Everything is still there.
-    let overview = store.overview().await.expect("overview");
+    let overview = store.overview(None).await.expect("overview");
     assert_eq!(overview.total_orchestrators, 1);
     assert_eq!(overview.total_organizations, 1);
 }
@@ -2218,70 +2296,844 @@ pub async fn audit_log_lists_newest_first_with_filters(store: &dyn Store) {
     assert_eq!(none.total, 0);
 }
 
-/// Login sessions are found by token hash until they expire, and not after they are deleted.
+/// Login sessions are found by token hash until they expire, and not after they are deleted;
+/// they carry their user's current role and organizations, and stop working when the user is
+/// disabled, changed or deleted.
 pub async fn login_sessions_expire_and_can_be_deleted(store: &dyn Store) {
-    let hash = |n: u32| format!("{n:064x}");
+    organization(store, "org-a").await;
+    store
+        .create_user(&new_user("alice", Role::Superadmin, &[]), &Actor::system())
+        .await
+        .expect("alice");
+    store
+        .create_user(&new_user("bob", Role::Viewer, &["org-a"]), &Actor::system())
+        .await
+        .expect("bob");
+    let session = |n: u32, username: &str, expires_at: DateTime<Utc>| NewSession {
+        token_hash: token_hash(n),
+        username: username.into(),
+        role: "superadmin".into(),
+        expires_at,
+        client_addr: Some("192.0.2.1".into()),
+    };
     let expires_at = now() + secs(3600);
     store
-        .create_session(&NewSession {
-            token_hash: hash(1),
-            username: "alice".into(),
-            role: "admin".into(),
-            expires_at,
-            client_addr: Some("192.0.2.1".into()),
-        })
+        .create_session(&session(1, "alice", expires_at))
         .await
         .expect("create session");
     store
-        .create_session(&NewSession {
-            token_hash: hash(2),
-            username: "bob".into(),
-            role: "viewer".into(),
-            expires_at: now() - secs(1),
-            client_addr: None,
-        })
+        .create_session(&session(2, "bob", now() - secs(1)))
         .await
         .expect("create expired session");
+    store
+        .create_session(&session(4, "bob", expires_at))
+        .await
+        .expect("bob's live session");
+    // A session row whose user does not exist (deleted meanwhile) authenticates nobody.
+    store
+        .create_session(&session(5, "ghost", expires_at))
+        .await
+        .expect("orphan session");
 
     let found = store
-        .session_by_token_hash(&hash(1))
+        .session_by_token_hash(&token_hash(1))
         .await
         .expect("lookup")
         .expect("live session");
     assert_eq!(found.username, "alice");
-    assert_eq!(found.role, "admin");
+    assert_eq!(found.role, Role::Superadmin);
     assert_eq!(found.expires_at, expires_at);
-    assert_eq!(
-        store.session_by_token_hash(&hash(2)).await.expect("lookup"),
-        None
-    );
-    assert_eq!(
-        store.session_by_token_hash(&hash(3)).await.expect("lookup"),
-        None
-    );
+    // The role comes from the user, not from what the session row recorded at login.
+    let bob = store
+        .session_by_token_hash(&token_hash(4))
+        .await
+        .expect("lookup")
+        .expect("bob");
+    assert_eq!(bob.role, Role::Viewer);
+    assert_eq!(bob.organization_ids, vec!["org-a".to_owned()]);
+    for missing in [2, 3, 5] {
+        assert_eq!(
+            store
+                .session_by_token_hash(&token_hash(missing))
+                .await
+                .expect("lookup"),
+            None,
+            "session {missing}"
+        );
+    }
 
     let duplicate = store
-        .create_session(&NewSession {
-            token_hash: hash(1),
-            username: "mallory".into(),
-            role: "admin".into(),
-            expires_at,
-            client_addr: None,
-        })
+        .create_session(&session(1, "mallory", expires_at))
         .await;
     assert!(
         matches!(duplicate, Err(StoreError::Conflict(_))),
         "{duplicate:?}"
     );
 
-    store.delete_session(&hash(1)).await.expect("delete");
+    store.delete_session(&token_hash(1)).await.expect("delete");
     assert_eq!(
-        store.session_by_token_hash(&hash(1)).await.expect("lookup"),
+        store
+            .session_by_token_hash(&token_hash(1))
+            .await
+            .expect("lookup"),
         None
     );
     store
-        .delete_session(&hash(1))
+        .delete_session(&token_hash(1))
         .await
         .expect("deleting twice is fine");
+
+    // Disabling bob ends his session.
+    store
+        .update_user(
+            "bob",
+            &UserUpdate {
+                disabled: Some(true),
+                ..UserUpdate::default()
+            },
+            &user("alice"),
+        )
+        .await
+        .expect("disable")
+        .expect("bob exists");
+    assert_eq!(
+        store
+            .session_by_token_hash(&token_hash(4))
+            .await
+            .expect("lookup"),
+        None
+    );
     store.ping().await.expect("ping");
+}
+
+/// Users: created once per name with existing organizations only, read with or without their
+/// hash, listed in pages, updated (which ends their sessions) and deleted, every change
+/// audited without the hash.
+pub async fn users_are_created_updated_and_deleted(store: &dyn Store) {
+    organization(store, "org-a").await;
+    organization(store, "org-b").await;
+    let admin = user("root");
+    let carol = store
+        .create_user(
+            &new_user("carol", Role::OrgAdmin, &["org-a", "org-b", "org-a"]),
+            &admin,
+        )
+        .await
+        .expect("carol");
+    assert_eq!(carol.role, Role::OrgAdmin);
+    assert_eq!(carol.organization_ids, vec!["org-a", "org-b"]);
+    assert!(!carol.disabled);
+    assert_recent(Some(carol.created_at), "created_at");
+
+    let again = store
+        .create_user(&new_user("carol", Role::Viewer, &[]), &admin)
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    let unknown_org = store
+        .create_user(
+            &new_user("dave", Role::Viewer, &["org-a", "org-nope"]),
+            &admin,
+        )
+        .await;
+    assert!(
+        matches!(&unknown_org, Err(StoreError::NotFound(m)) if m.contains("org-nope")),
+        "{unknown_org:?}"
+    );
+    assert_eq!(store.get_user("dave").await.expect("get"), None);
+
+    for name in ["erin", "alan", "zoe"] {
+        store
+            .create_user(&new_user(name, Role::Viewer, &["org-b"]), &admin)
+            .await
+            .expect("user");
+    }
+    let page = store.list_users(1, 3).await.expect("page");
+    assert_eq!(page.total, 4);
+    let names: Vec<&str> = page.items.iter().map(|u| u.username.as_str()).collect();
+    assert_eq!(names, vec!["alan", "carol", "erin"]);
+    let last = store.list_users(2, 3).await.expect("page 2");
+    assert_eq!(last.items.len(), 1);
+    assert_eq!(last.items[0].username, "zoe");
+
+    let login = store
+        .user_login("carol")
+        .await
+        .expect("login lookup")
+        .expect("carol");
+    assert_eq!(login.user, carol);
+    assert_eq!(
+        login.password_hash.as_deref(),
+        Some(new_user("carol", Role::Viewer, &[]).password_hash.as_str())
+    );
+    assert_eq!(store.user_login("nobody").await.expect("lookup"), None);
+
+    store
+        .create_session(&NewSession {
+            token_hash: token_hash(7),
+            username: "carol".into(),
+            role: "org_admin".into(),
+            expires_at: now() + secs(600),
+            client_addr: None,
+        })
+        .await
+        .expect("session");
+    let updated = store
+        .update_user(
+            "carol",
+            &UserUpdate {
+                role: Some(Role::Viewer),
+                organization_ids: Some(vec!["org-b".into()]),
+                password_hash: Some("$argon2id$new".into()),
+                disabled: None,
+            },
+            &admin,
+        )
+        .await
+        .expect("update")
+        .expect("carol exists");
+    assert_eq!(updated.role, Role::Viewer);
+    assert_eq!(updated.organization_ids, vec!["org-b"]);
+    assert!(updated.updated_at >= carol.updated_at);
+    assert_eq!(
+        store
+            .session_by_token_hash(&token_hash(7))
+            .await
+            .expect("lookup"),
+        None,
+        "an update ends the user's sessions"
+    );
+    assert_eq!(
+        store
+            .user_login("carol")
+            .await
+            .expect("lookup")
+            .and_then(|l| l.password_hash)
+            .as_deref(),
+        Some("$argon2id$new")
+    );
+    let bad = store
+        .update_user(
+            "carol",
+            &UserUpdate {
+                organization_ids: Some(vec!["org-nope".into()]),
+                ..UserUpdate::default()
+            },
+            &admin,
+        )
+        .await;
+    assert!(matches!(bad, Err(StoreError::NotFound(_))), "{bad:?}");
+    assert_eq!(
+        store
+            .get_user("carol")
+            .await
+            .expect("get")
+            .expect("carol")
+            .organization_ids,
+        vec!["org-b"],
+        "a refused update changes nothing"
+    );
+    assert_eq!(
+        store
+            .update_user("nobody", &UserUpdate::default(), &admin)
+            .await
+            .expect("update"),
+        None
+    );
+
+    assert!(store.delete_user("carol", &admin).await.expect("delete"));
+    assert!(!store.delete_user("carol", &admin).await.expect("again"));
+    assert_eq!(store.get_user("carol").await.expect("get"), None);
+
+    let created = audit_of(store, "user.create").await;
+    assert_eq!(created.total, 4);
+    let changes = audit_of(store, "user.update").await;
+    assert_eq!(changes.total, 1);
+    let change = &changes.items[0];
+    assert_eq!(change.actor, "user:root");
+    assert_eq!(change.target.as_deref(), Some("user:carol"));
+    assert_eq!(change.details["password_changed"], json!(true));
+    assert_eq!(change.details["role"], json!("viewer"));
+    let deleted = audit_of(store, "user.delete").await;
+    assert_eq!(deleted.total, 1);
+    for action in ["user.create", "user.update", "user.delete"] {
+        for record in audit_of(store, action).await.items {
+            assert!(
+                !record.details.to_string().contains("argon2"),
+                "{action} audited a hash: {}",
+                record.details
+            );
+        }
+    }
+}
+
+/// API tokens are found by hash while neither revoked nor expired; revoking is audited and
+/// idempotent.
+pub async fn api_tokens_are_found_by_hash_until_revoked(store: &dyn Store) {
+    organization(store, "org-a").await;
+    let admin = user("root");
+    let token = |n: u32, name: &str, expires_at: Option<DateTime<Utc>>| NewApiToken {
+        name: name.into(),
+        token_hash: token_hash(n),
+        role: Role::Viewer,
+        organization_ids: vec!["org-a".into()],
+        expires_at,
+    };
+    let ci = store
+        .create_api_token(&token(1, "ci", None), &admin)
+        .await
+        .expect("ci token");
+    assert!(ci.token_id.starts_with("apt_"), "{}", ci.token_id);
+    assert_eq!(ci.created_by, "user:root");
+    assert_eq!(ci.organization_ids, vec!["org-a"]);
+    assert_eq!(ci.revoked_at, None);
+    let later = now() + secs(3600);
+    let expiring = store
+        .create_api_token(&token(2, "expiring", Some(later)), &admin)
+        .await
+        .expect("expiring token");
+    assert_eq!(expiring.expires_at, Some(later));
+    store
+        .create_api_token(&token(3, "expired", Some(now() - secs(1))), &admin)
+        .await
+        .expect("expired token");
+    let duplicate = store
+        .create_api_token(&token(1, "same hash", None), &admin)
+        .await;
+    assert!(
+        matches!(duplicate, Err(StoreError::Conflict(_))),
+        "{duplicate:?}"
+    );
+    let bad_org = store
+        .create_api_token(
+            &NewApiToken {
+                organization_ids: vec!["org-nope".into()],
+                ..token(4, "bad", None)
+            },
+            &admin,
+        )
+        .await;
+    assert!(
+        matches!(bad_org, Err(StoreError::NotFound(_))),
+        "{bad_org:?}"
+    );
+
+    assert_eq!(
+        store
+            .api_token_by_hash(&token_hash(1))
+            .await
+            .expect("lookup"),
+        Some(ci.clone())
+    );
+    assert!(
+        store
+            .api_token_by_hash(&token_hash(2))
+            .await
+            .expect("lookup")
+            .is_some()
+    );
+    assert_eq!(
+        store
+            .api_token_by_hash(&token_hash(3))
+            .await
+            .expect("lookup"),
+        None
+    );
+    assert_eq!(
+        store
+            .api_token_by_hash(&token_hash(9))
+            .await
+            .expect("lookup"),
+        None
+    );
+
+    let listed = store.list_api_tokens(1, 10).await.expect("list");
+    assert_eq!(listed.total, 3);
+    let names: Vec<&str> = listed.items.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, vec!["expired", "expiring", "ci"], "newest first");
+
+    let revoked = store
+        .revoke_api_token(&ci.token_id, &admin)
+        .await
+        .expect("revoke")
+        .expect("exists");
+    let at = revoked.revoked_at.expect("revoked_at");
+    assert_recent(Some(at), "revoked_at");
+    assert_eq!(
+        store
+            .api_token_by_hash(&token_hash(1))
+            .await
+            .expect("lookup"),
+        None
+    );
+    let again = store
+        .revoke_api_token(&ci.token_id, &admin)
+        .await
+        .expect("revoke again")
+        .expect("exists");
+    assert_eq!(
+        again.revoked_at,
+        Some(at),
+        "revoking twice keeps the first time"
+    );
+    assert_eq!(
+        store
+            .revoke_api_token("apt_missing", &admin)
+            .await
+            .expect("revoke"),
+        None
+    );
+    assert_eq!(audit_of(store, "api_token.create").await.total, 3);
+    let revocations = audit_of(store, "api_token.revoke").await;
+    assert_eq!(revocations.total, 2);
+    assert_eq!(
+        revocations.items[0].target.as_deref(),
+        Some(format!("api_token:{}", ci.token_id).as_str())
+    );
+}
+
+/// Orchestrator credentials: created for existing organizations (and orchestrators), found by
+/// hash while active, listed with filters and scope; a hello with a credential records it, is
+/// refused once it is revoked, and an enrollment credential cannot claim an orchestrator that
+/// has its own. Revoking returns the sessions to close; deregistering an orchestrator revokes
+/// its own credentials.
+pub async fn orchestrator_credentials_gate_hellos(store: &dyn Store) {
+    organization(store, "org-a").await;
+    organization(store, "org-b").await;
+    let admin = user("root");
+    let credential =
+        |n: u32, kind: CredentialKind, org: &str, orch: Option<&str>| NewOrchestratorCredential {
+            kind,
+            organization_id: org.into(),
+            orchestrator_id: orch.map(Into::into),
+            name: Some(format!("credential {n}")),
+            token_hash: token_hash(n),
+            expires_at: None,
+        };
+    let enroll_a = store
+        .create_orchestrator_credential(
+            &credential(1, CredentialKind::Enrollment, "org-a", None),
+            &admin,
+        )
+        .await
+        .expect("enrollment a");
+    assert!(enroll_a.credential_id.starts_with("crd_"));
+    assert_eq!(enroll_a.kind, CredentialKind::Enrollment);
+    assert!(enroll_a.is_active(Utc::now()));
+    let enroll_b = store
+        .create_orchestrator_credential(
+            &credential(2, CredentialKind::Enrollment, "org-b", None),
+            &admin,
+        )
+        .await
+        .expect("enrollment b");
+    let missing_org = store
+        .create_orchestrator_credential(
+            &credential(3, CredentialKind::Enrollment, "org-nope", None),
+            &admin,
+        )
+        .await;
+    assert!(
+        matches!(missing_org, Err(StoreError::NotFound(_))),
+        "{missing_org:?}"
+    );
+    let mismatched = store
+        .create_orchestrator_credential(
+            &credential(3, CredentialKind::Enrollment, "org-a", Some("x")),
+            &admin,
+        )
+        .await;
+    assert!(
+        matches!(mismatched, Err(StoreError::Invalid(_))),
+        "{mismatched:?}"
+    );
+
+    // An enrollment hello registers a new orchestrator, records the credential, and audits
+    // the registration.
+    let mut first = hello("orch-1", Some("org-a"), "sess-1");
+    first.credential_id = Some(enroll_a.credential_id.clone());
+    store.register_hello(&first).await.expect("enrolled hello");
+    let registered = audit_of(store, "orchestrator.register").await;
+    assert_eq!(registered.total, 1);
+    assert_eq!(registered.items[0].actor, "orchestrator:orch-1");
+    assert_eq!(
+        registered.items[0].organization_id.as_deref(),
+        Some("org-a")
+    );
+    assert_eq!(
+        registered.items[0].details["credential_id"],
+        json!(enroll_a.credential_id)
+    );
+    // A repeated hello is not a new registration.
+    store
+        .register_hello(&HelloRegistration {
+            session_id: "sess-1b".into(),
+            ..first.clone()
+        })
+        .await
+        .expect("second hello");
+    assert_eq!(audit_of(store, "orchestrator.register").await.total, 1);
+
+    // An orchestrator credential: the orchestrator must exist in that organization.
+    let wrong_org = store
+        .create_orchestrator_credential(
+            &credential(4, CredentialKind::Orchestrator, "org-b", Some("orch-1")),
+            &admin,
+        )
+        .await;
+    assert!(
+        matches!(wrong_org, Err(StoreError::NotFound(_))),
+        "{wrong_org:?}"
+    );
+    let own = store
+        .create_orchestrator_credential(
+            &credential(4, CredentialKind::Orchestrator, "org-a", Some("orch-1")),
+            &admin,
+        )
+        .await
+        .expect("own credential");
+    assert_eq!(own.orchestrator_id.as_deref(), Some("orch-1"));
+
+    // Now the enrollment credential cannot claim orch-1 any more; its own credential can.
+    let mut via_enrollment = hello("orch-1", Some("org-a"), "sess-2");
+    via_enrollment.credential_id = Some(enroll_a.credential_id.clone());
+    let refused = store.register_hello(&via_enrollment).await;
+    assert!(
+        matches!(refused, Err(StoreError::Unauthorized(_))),
+        "{refused:?}"
+    );
+    let mut via_own = hello("orch-1", Some("org-a"), "sess-3");
+    via_own.credential_id = Some(own.credential_id.clone());
+    store.register_hello(&via_own).await.expect("own hello");
+    // Another orchestrator through the enrollment credential, still fine.
+    let mut second = hello("orch-2", Some("org-a"), "sess-4");
+    second.credential_id = Some(enroll_a.credential_id.clone());
+    store.register_hello(&second).await.expect("orch-2 hello");
+
+    assert_eq!(
+        store
+            .orchestrator_credential_by_hash(&token_hash(4))
+            .await
+            .expect("lookup"),
+        Some(own.clone())
+    );
+    assert_eq!(
+        store
+            .get_orchestrator_credential(&enroll_b.credential_id)
+            .await
+            .expect("get"),
+        Some(enroll_b.clone())
+    );
+
+    let list = |q: CredentialQuery| async move {
+        store
+            .list_orchestrator_credentials(&CredentialQuery {
+                page: 1,
+                page_size: 10,
+                ..q
+            })
+            .await
+            .expect("list credentials")
+            .items
+            .into_iter()
+            .map(|c| c.credential_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        list(CredentialQuery::default()).await,
+        vec![
+            own.credential_id.clone(),
+            enroll_b.credential_id.clone(),
+            enroll_a.credential_id.clone()
+        ]
+    );
+    assert_eq!(
+        list(CredentialQuery {
+            kind: Some(CredentialKind::Enrollment),
+            organization_id: Some("org-a".into()),
+            ..CredentialQuery::default()
+        })
+        .await,
+        vec![enroll_a.credential_id.clone()]
+    );
+    assert_eq!(
+        list(CredentialQuery {
+            orchestrator_id: Some("orch-1".into()),
+            ..CredentialQuery::default()
+        })
+        .await,
+        vec![own.credential_id.clone()]
+    );
+    assert_eq!(
+        list(CredentialQuery {
+            scope: Some(vec!["org-b".into()]),
+            ..CredentialQuery::default()
+        })
+        .await,
+        vec![enroll_b.credential_id.clone()]
+    );
+
+    // Revoking the enrollment credential returns orch-2's current session (orch-1 is on its
+    // own credential now), and the credential stops working.
+    let revocation = store
+        .revoke_orchestrator_credential(&enroll_a.credential_id, &admin)
+        .await
+        .expect("revoke")
+        .expect("exists");
+    assert!(revocation.record.revoked_at.is_some());
+    assert!(!revocation.record.is_active(Utc::now()));
+    assert_eq!(
+        revocation.sessions,
+        vec![crate::CredentialSession {
+            orchestrator_id: "orch-2".into(),
+            organization_id: "org-a".into(),
+            session_id: "sess-4".into(),
+        }]
+    );
+    assert_eq!(
+        store
+            .orchestrator_credential_by_hash(&token_hash(1))
+            .await
+            .expect("lookup"),
+        None
+    );
+    let mut late = hello("orch-3", Some("org-a"), "sess-5");
+    late.credential_id = Some(enroll_a.credential_id.clone());
+    let refused = store.register_hello(&late).await;
+    assert!(
+        matches!(refused, Err(StoreError::Unauthorized(_))),
+        "{refused:?}"
+    );
+    assert!(
+        store
+            .get_orchestrator("orch-3")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(
+        list(CredentialQuery::default())
+            .await
+            .iter()
+            .all(|id| *id != enroll_a.credential_id),
+        "revoked credentials are not listed by default"
+    );
+    assert_eq!(
+        list(CredentialQuery {
+            include_revoked: true,
+            ..CredentialQuery::default()
+        })
+        .await
+        .len(),
+        3
+    );
+    assert_eq!(
+        store
+            .revoke_orchestrator_credential("crd_missing", &admin)
+            .await
+            .expect("revoke missing"),
+        None
+    );
+
+    // Deregistering orch-1 revokes its own credential.
+    store
+        .deregister_orchestrator("orch-1", &admin)
+        .await
+        .expect("deregister")
+        .expect("existed");
+    assert_eq!(
+        store
+            .orchestrator_credential_by_hash(&token_hash(4))
+            .await
+            .expect("lookup"),
+        None
+    );
+    assert_eq!(audit_of(store, "credential.create").await.total, 3);
+    let revoked = audit_of(store, "credential.revoke").await;
+    // Deregistration's revocation is part of its own audit entry.
+    assert_eq!(revoked.total, 1);
+    assert_eq!(revoked.items[0].details["sessions_closed"], json!(1));
+}
+
+/// An organization scope restricts every listing to its organizations: orchestrators,
+/// messages, organizations and the audit log (where entries without an organization are
+/// hidden from scoped readers); single messages are read by id.
+pub async fn scopes_restrict_every_listing(store: &dyn Store) {
+    for (orch, org) in [
+        ("a1", "org-a"),
+        ("a2", "org-a"),
+        ("b1", "org-b"),
+        ("c1", "org-c"),
+    ] {
+        store
+            .register_hello(&hello(orch, Some(org), &format!("s-{orch}")))
+            .await
+            .expect("hello");
+    }
+    let mut messages = Vec::new();
+    for orch in ["a1", "b1", "c1"] {
+        messages.push(
+            store
+                .create_message(&message(
+                    orch,
+                    "monitoring",
+                    &format!("about {orch}"),
+                    "api",
+                ))
+                .await
+                .expect("message"),
+        );
+    }
+    store
+        .append_audit(&AuditEntry {
+            actor: user("ops"),
+            action: "auth.login".into(),
+            target: None,
+            organization_id: None,
+            details: json!({}),
+            success: true,
+        })
+        .await
+        .expect("audit without organization");
+    let scope = Some(vec!["org-a".to_owned(), "org-c".to_owned()]);
+
+    let orchestrators = store
+        .list_orchestrators(&OrchestratorQuery {
+            page: 1,
+            page_size: 10,
+            scope: scope.clone(),
+            ..OrchestratorQuery::default()
+        })
+        .await
+        .expect("scoped orchestrators");
+    assert_eq!(orchestrators.total, 3);
+    let ids: Vec<&str> = orchestrators
+        .items
+        .iter()
+        .map(|o| o.orchestrator_id.as_str())
+        .collect();
+    assert_eq!(ids, vec!["a1", "a2", "c1"]);
+    let outside = store
+        .list_orchestrators(&OrchestratorQuery {
+            page: 1,
+            page_size: 10,
+            organization_id: Some("org-b".into()),
+            scope: scope.clone(),
+            ..OrchestratorQuery::default()
+        })
+        .await
+        .expect("filter outside the scope");
+    assert_eq!(outside.total, 0);
+    let none = store
+        .list_orchestrators(&OrchestratorQuery {
+            page: 1,
+            page_size: 10,
+            scope: Some(vec![]),
+            ..OrchestratorQuery::default()
+        })
+        .await
+        .expect("empty scope");
+    assert_eq!(none.total, 0);
+
+    let listed = store
+        .list_messages(&MessageQuery {
+            limit: 10,
+            scope: scope.clone(),
+            ..MessageQuery::default()
+        })
+        .await
+        .expect("scoped messages");
+    let mut orchs: Vec<&str> = listed.iter().map(|m| m.orchestrator_id.as_str()).collect();
+    orchs.sort_unstable();
+    assert_eq!(orchs, vec!["a1", "c1"]);
+
+    let one = store
+        .get_message(&messages[1].id)
+        .await
+        .expect("get message")
+        .expect("exists");
+    assert_eq!(one.id, messages[1].id);
+    assert_eq!(one.organization_id.as_deref(), Some("org-b"));
+    assert_eq!(one.content, "about b1");
+    assert!(
+        store
+            .get_message("msg_missing")
+            .await
+            .expect("get")
+            .is_none()
+    );
+
+    let organizations = store
+        .list_organizations(1, 10, scope.as_deref())
+        .await
+        .expect("scoped organizations");
+    assert_eq!(organizations.total, 2);
+    let orgs: Vec<&str> = organizations
+        .items
+        .iter()
+        .map(|o| o.organization_id.as_str())
+        .collect();
+    assert_eq!(orgs, vec!["org-a", "org-c"]);
+    assert_eq!(organizations.items[0].orchestrator_count, 2);
+
+    let audit = store
+        .list_audit(&AuditQuery {
+            page: 1,
+            page_size: 50,
+            scope: scope.clone(),
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("scoped audit");
+    assert!(audit.total > 0);
+    assert!(
+        audit
+            .items
+            .iter()
+            .all(|a| matches!(a.organization_id.as_deref(), Some("org-a" | "org-c"))),
+        "{:?}",
+        audit.items
+    );
+    let all = store
+        .list_audit(&AuditQuery {
+            page: 1,
+            page_size: 50,
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("audit");
+    assert!(all.items.iter().any(|a| a.organization_id.is_none()));
+    assert!(all.total > audit.total);
+
+    // Time and outcome filters.
+    let after = store
+        .list_audit(&AuditQuery {
+            page: 1,
+            page_size: 50,
+            from: Some(now() + secs(60)),
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("future");
+    assert_eq!(after.total, 0);
+    let before = store
+        .list_audit(&AuditQuery {
+            page: 1,
+            page_size: 50,
+            to: Some(now() + secs(60)),
+            success: Some(true),
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("past");
+    assert_eq!(before.total, all.total);
+    let failures = store
+        .list_audit(&AuditQuery {
+            page: 1,
+            page_size: 50,
+            success: Some(false),
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("failures");
+    assert_eq!(failures.total, 0);
 }

@@ -12,7 +12,8 @@
 //!   write itself and never moves `last_seen` backwards;
 //! - a disconnect only counts for the session that is still current.
 //!
-//! This crate does no I/O.
+//! This crate does no I/O. It also holds the token prefixes and [`token_hash`], shared by the
+//! api (which mints tokens) and state (which checks orchestrator tokens).
 
 mod records;
 
@@ -26,6 +27,22 @@ use serde_json::{Map, Value};
 
 pub use records::*;
 
+/// Prefix of API tokens (machines calling the controller API).
+pub const API_TOKEN_PREFIX: &str = "moo_api_";
+/// Prefix of orchestrator enrollment tokens.
+pub const ENROLLMENT_TOKEN_PREFIX: &str = "moo_enr_";
+/// Prefix of per-orchestrator tokens.
+pub const ORCHESTRATOR_TOKEN_PREFIX: &str = "moo_orc_";
+
+/// SHA-256 of a token, hex: what the store keeps and looks tokens up by. Tokens are 32 random
+/// bytes, so a fast hash is enough (there is nothing to brute-force) and the lookup is one
+/// index probe; passwords, which are guessable, are hashed with argon2id instead.
+#[must_use]
+pub fn token_hash(token: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The thing named does not exist (404).
@@ -37,6 +54,10 @@ pub enum StoreError {
     /// The request broke a data rule the API did not catch (422).
     #[error("{0}")]
     Invalid(String),
+    /// A credential is unknown, revoked or expired (401; for orchestrators, the hello is
+    /// rejected).
+    #[error("{0}")]
+    Unauthorized(String),
     /// The database cannot be reached or refused to work (503).
     #[error("database unavailable: {0}")]
     Unavailable(String),
@@ -60,7 +81,9 @@ pub trait Store: Send + Sync + 'static {
     /// the orchestrator (metadata, session, `disconnected_at = NULL`, `last_seen` unless
     /// independent), records the connection, and returns its provisioning.
     /// An orchestrator that already exists keeps its organization; a hello claiming another
-    /// one is refused with [`StoreError::Conflict`].
+    /// one is refused with [`StoreError::Conflict`]. With a credential, the credential must
+    /// still be active ([`StoreError::Unauthorized`] otherwise, decided inside the
+    /// transaction). A new orchestrator is audited as `orchestrator.register`.
     async fn register_hello(&self, hello: &HelloRegistration) -> StoreResult<Registered>;
 
     /// Writes a batch of heartbeats in one statement: `last_seen = GREATEST(last_seen, t)`
@@ -128,8 +151,9 @@ pub trait Store: Send + Sync + 'static {
         actor: &Actor,
     ) -> StoreResult<OrchestratorRecord>;
 
-    /// Deletes the orchestrator (its messages and usage stay for the record). Returns what
-    /// was deleted.
+    /// Deletes the orchestrator (its messages and usage stay for the record) and revokes its
+    /// orchestrator credentials, so a later orchestrator of the same id cannot use them.
+    /// Returns what was deleted.
     async fn deregister_orchestrator(
         &self,
         orchestrator_id: &str,
@@ -152,10 +176,12 @@ pub trait Store: Send + Sync + 'static {
         actor: &Actor,
     ) -> StoreResult<Option<i64>>;
 
+    /// Organizations, restricted to `scope` when given.
     async fn list_organizations(
         &self,
         page: u32,
         page_size: u32,
+        scope: Option<&[String]>,
     ) -> StoreResult<Page<OrganizationRecord>>;
 
     async fn get_organization(
@@ -170,7 +196,9 @@ pub trait Store: Send + Sync + 'static {
         actor: &Actor,
     ) -> StoreResult<OrganizationRecord>;
 
-    async fn overview(&self) -> StoreResult<Overview>;
+    /// Fleet statistics over the organizations of `scope` (every organization when `None`;
+    /// a scoped overview counts the users assigned to one of them).
+    async fn overview(&self, scope: Option<&[String]>) -> StoreResult<Overview>;
 
     async fn costs(&self, q: &CostQuery) -> StoreResult<CostReport>;
 
@@ -178,6 +206,8 @@ pub trait Store: Send + Sync + 'static {
     async fn create_message(&self, new: &NewMessage) -> StoreResult<MessageRecord>;
 
     async fn list_messages(&self, q: &MessageQuery) -> StoreResult<Vec<MessageRecord>>;
+
+    async fn get_message(&self, message_id: &str) -> StoreResult<Option<MessageRecord>>;
 
     /// `pending` → `accepted` | `dismissed`. [`StoreError::Conflict`] when the message is not
     /// pending, [`StoreError::NotFound`] when it does not exist. Audited.
@@ -192,15 +222,95 @@ pub trait Store: Send + Sync + 'static {
 
     async fn list_audit(&self, q: &AuditQuery) -> StoreResult<Page<AuditRecord>>;
 
-    /// Creates the user when missing (role updated when present).
-    async fn ensure_user(&self, username: &str, role: &str) -> StoreResult<()>;
+    // ---- operators (api service) ------------------------------------------------------------
+
+    /// Creates an operator, audited as `user.create`. [`StoreError::Conflict`] when the name
+    /// is taken, [`StoreError::NotFound`] when an organization does not exist.
+    async fn create_user(&self, new: &NewUser, actor: &Actor) -> StoreResult<UserRecord>;
+
+    async fn get_user(&self, username: &str) -> StoreResult<Option<UserRecord>>;
+
+    /// The user and their password hash, for login.
+    async fn user_login(&self, username: &str) -> StoreResult<Option<UserLogin>>;
+
+    async fn list_users(&self, page: u32, page_size: u32) -> StoreResult<Page<UserRecord>>;
+
+    /// Applies `update` (audited as `user.update`, never with the hash) and ends the user's
+    /// login sessions. `None` when the user does not exist.
+    async fn update_user(
+        &self,
+        username: &str,
+        update: &UserUpdate,
+        actor: &Actor,
+    ) -> StoreResult<Option<UserRecord>>;
+
+    /// Deletes the user and their sessions, audited as `user.delete`. `false` when missing.
+    async fn delete_user(&self, username: &str, actor: &Actor) -> StoreResult<bool>;
 
     async fn create_session(&self, session: &NewSession) -> StoreResult<()>;
 
-    /// The unexpired session with this token hash.
+    /// The unexpired session with this token hash, with its user's current role and
+    /// organizations; `None` when the user was deleted or disabled.
     async fn session_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<SessionRecord>>;
 
     async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
+
+    /// Audited as `api_token.create`. [`StoreError::NotFound`] for an unknown organization.
+    async fn create_api_token(
+        &self,
+        new: &NewApiToken,
+        actor: &Actor,
+    ) -> StoreResult<ApiTokenRecord>;
+
+    /// Newest first, revoked ones included.
+    async fn list_api_tokens(&self, page: u32, page_size: u32)
+    -> StoreResult<Page<ApiTokenRecord>>;
+
+    /// The API token with this hash, when it is neither revoked nor expired.
+    async fn api_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiTokenRecord>>;
+
+    /// Sets `revoked_at` (once; revoking again changes nothing), audited as
+    /// `api_token.revoke`. `None` when no such token exists.
+    async fn revoke_api_token(
+        &self,
+        token_id: &str,
+        actor: &Actor,
+    ) -> StoreResult<Option<ApiTokenRecord>>;
+
+    // ---- orchestrator credentials ---------------------------------------------------------
+
+    /// Audited as `credential.create`. [`StoreError::NotFound`] when the organization (or,
+    /// for an orchestrator credential, the orchestrator in that organization) does not exist.
+    async fn create_orchestrator_credential(
+        &self,
+        new: &NewOrchestratorCredential,
+        actor: &Actor,
+    ) -> StoreResult<OrchestratorCredentialRecord>;
+
+    /// Newest first.
+    async fn list_orchestrator_credentials(
+        &self,
+        q: &CredentialQuery,
+    ) -> StoreResult<Page<OrchestratorCredentialRecord>>;
+
+    async fn get_orchestrator_credential(
+        &self,
+        credential_id: &str,
+    ) -> StoreResult<Option<OrchestratorCredentialRecord>>;
+
+    /// The credential with this hash when it is neither revoked nor expired (the hello path).
+    async fn orchestrator_credential_by_hash(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<OrchestratorCredentialRecord>>;
+
+    /// Revokes the credential (audited as `credential.revoke`) and returns the current
+    /// sessions registered with it, whose sockets the caller closes. `None` when missing.
+    async fn revoke_orchestrator_credential(
+        &self,
+        credential_id: &str,
+        actor: &Actor,
+    ) -> StoreResult<Option<CredentialRevocation>>;
 
     /// Connection history (newest first).
     async fn list_connections(

@@ -51,6 +51,13 @@ pub struct HelloRegistration {
     pub edge_id: String,
     pub remote_addr: Option<String>,
     pub dialect: Dialect,
+    /// The orchestrator credential the socket presented (`None`: an unauthenticated legacy
+    /// client under `ORCHESTRATOR_AUTH=open`). Recorded on the connection and the instance so
+    /// that revoking the credential can close the sockets that used it. The store refuses the
+    /// hello when the credential was revoked in the meantime (checked inside the same
+    /// transaction, so a revocation racing a hello never leaves a socket open), and when it is
+    /// an enrollment credential for an orchestrator that has its own active credential.
+    pub credential_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -148,6 +155,8 @@ pub struct OrchestratorQuery {
     pub organization_id: Option<String>,
     /// Case-insensitive substring of id, name or organization id.
     pub search: Option<String>,
+    /// Only these organizations (`None`: all). Set from the caller's role, never from input.
+    pub scope: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -272,6 +281,8 @@ pub struct CostQuery {
     pub organization_id: Option<String>,
     pub orchestrator_id: Option<String>,
     pub granularity: Granularity,
+    /// Only these organizations (`None`: all).
+    pub scope: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
@@ -395,6 +406,8 @@ pub struct MessageQuery {
     pub organization_id: Option<String>,
     /// Newest first, at most this many (the API bounds it).
     pub limit: u32,
+    /// Only these organizations (`None`: all).
+    pub scope: Option<Vec<String>>,
 }
 
 // ---- audit and sessions ----------------------------------------------------------------------
@@ -433,6 +446,14 @@ pub struct AuditQuery {
     pub actor: Option<String>,
     pub target: Option<String>,
     pub organization_id: Option<String>,
+    /// Only entries `at >= from`.
+    pub from: Option<DateTime<Utc>>,
+    /// Only entries `at < to`.
+    pub to: Option<DateTime<Utc>>,
+    /// Only successful (`true`) or failed (`false`) attempts.
+    pub success: Option<bool>,
+    /// Only entries of these organizations (`None`: all, including entries without one).
+    pub scope: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -445,9 +466,238 @@ pub struct NewSession {
     pub client_addr: Option<String>,
 }
 
+/// A live login session with its user's *current* role and organizations (a role change or a
+/// disabled account takes effect on the next request, not at the next login).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionRecord {
     pub username: String,
-    pub role: String,
+    pub role: Role,
+    pub organization_ids: Vec<String>,
     pub expires_at: DateTime<Utc>,
+}
+
+// ---- operators and their credentials ---------------------------------------------------------
+
+/// What an operator (or an API token) may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything, every organization.
+    Superadmin,
+    /// Reads and operator writes, only in the organizations assigned.
+    OrgAdmin,
+    /// Reads only, only in the organizations assigned.
+    Viewer,
+}
+
+impl Role {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Superadmin => "superadmin",
+            Self::OrgAdmin => "org_admin",
+            Self::Viewer => "viewer",
+        }
+    }
+
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "superadmin" => Self::Superadmin,
+            "org_admin" => Self::OrgAdmin,
+            "viewer" => Self::Viewer,
+            _ => return None,
+        })
+    }
+
+    /// Superadmin > org_admin > viewer.
+    #[must_use]
+    pub fn rank(self) -> u8 {
+        match self {
+            Self::Superadmin => 2,
+            Self::OrgAdmin => 1,
+            Self::Viewer => 0,
+        }
+    }
+
+    /// True when this role includes everything `other` may do.
+    #[must_use]
+    pub fn at_least(self, other: Self) -> bool {
+        self.rank() >= other.rank()
+    }
+
+    /// Superadmins see every organization; the other roles only those assigned.
+    #[must_use]
+    pub fn is_scoped(self) -> bool {
+        self != Self::Superadmin
+    }
+}
+
+/// An operator account as the API shows it (never with its password hash).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct UserRecord {
+    pub username: String,
+    pub role: Role,
+    /// Organizations an `org_admin` or `viewer` may see (ignored for a superadmin).
+    pub organization_ids: Vec<String>,
+    /// A disabled account cannot log in and its sessions stop working.
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A user with the hash their password is checked against.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserLogin {
+    pub user: UserRecord,
+    /// PHC string (argon2id); `None` for an account that cannot log in with a password.
+    pub password_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewUser {
+    pub username: String,
+    pub role: Role,
+    /// PHC string (argon2id), computed by the caller: the store never sees a password.
+    pub password_hash: String,
+    /// Must name existing organizations ([`crate::StoreError::NotFound`] otherwise).
+    pub organization_ids: Vec<String>,
+}
+
+/// Changes to a user; `None` leaves a field as it is. Any change ends the user's sessions
+/// (they log in again with the new role, organizations or password).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserUpdate {
+    pub role: Option<Role>,
+    pub password_hash: Option<String>,
+    pub organization_ids: Option<Vec<String>>,
+    pub disabled: Option<bool>,
+}
+
+impl UserUpdate {
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.role.is_none()
+            && self.password_hash.is_none()
+            && self.organization_ids.is_none()
+            && self.disabled.is_none()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewApiToken {
+    pub name: String,
+    /// SHA-256 of the token, hex.
+    pub token_hash: String,
+    pub role: Role,
+    pub organization_ids: Vec<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A machine credential for the controller API (the token itself is shown once, at creation).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ApiTokenRecord {
+    /// `apt_` + a UUIDv7.
+    pub token_id: String,
+    pub name: String,
+    pub role: Role,
+    pub organization_ids: Vec<String>,
+    /// The audit actor that created it, e.g. `user:ops`.
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// What an orchestrator credential lets a socket claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    /// Any orchestrator id of one organization (new ones are registered in it).
+    Enrollment,
+    /// Exactly one existing orchestrator.
+    Orchestrator,
+}
+
+impl CredentialKind {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enrollment => "enrollment",
+            Self::Orchestrator => "orchestrator",
+        }
+    }
+
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "enrollment" => Self::Enrollment,
+            "orchestrator" => Self::Orchestrator,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOrchestratorCredential {
+    pub kind: CredentialKind,
+    pub organization_id: String,
+    /// Required for [`CredentialKind::Orchestrator`] (the orchestrator must exist in
+    /// `organization_id`), absent for enrollment.
+    pub orchestrator_id: Option<String>,
+    pub name: Option<String>,
+    /// SHA-256 of the token, hex.
+    pub token_hash: String,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// An enrollment or orchestrator token (never the token itself).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct OrchestratorCredentialRecord {
+    /// `crd_` + a UUIDv7.
+    pub credential_id: String,
+    pub kind: CredentialKind,
+    pub organization_id: String,
+    pub orchestrator_id: Option<String>,
+    pub name: Option<String>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl OrchestratorCredentialRecord {
+    /// Not revoked and not expired at `now`.
+    #[must_use]
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|t| t > now)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CredentialQuery {
+    pub page: u32,
+    pub page_size: u32,
+    pub kind: Option<CredentialKind>,
+    pub organization_id: Option<String>,
+    pub orchestrator_id: Option<String>,
+    /// Revoked credentials are listed too when true.
+    pub include_revoked: bool,
+    /// Only these organizations (`None`: all).
+    pub scope: Option<Vec<String>>,
+}
+
+/// A socket session registered with a credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialSession {
+    pub orchestrator_id: String,
+    pub organization_id: String,
+    pub session_id: String,
+}
+
+/// A revoked credential and the current sessions that used it (to be closed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CredentialRevocation {
+    pub record: OrchestratorCredentialRecord,
+    pub sessions: Vec<CredentialSession>,
 }

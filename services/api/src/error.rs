@@ -18,7 +18,8 @@ pub enum ApiError {
     /// 401 `unauthorized`: no credential, or one that is wrong or expired.
     #[error("{0}")]
     Unauthorized(String),
-    /// 403 `forbidden`: authenticated (or not needed) but not allowed, e.g. login disabled.
+    /// 403 `forbidden`: authenticated but not allowed: the role is too low, or an explicit
+    /// filter names an organization outside the caller's scope.
     #[error("{0}")]
     Forbidden(String),
     /// 404 `not_found`: the resource (or route) does not exist.
@@ -33,6 +34,9 @@ pub enum ApiError {
     /// 413 `payload_too_large`: the body is larger than `API_MAX_BODY_BYTES`.
     #[error("request body is too large")]
     PayloadTooLarge,
+    /// 429 `too_many_requests`: login attempts locked out for a while (`Retry-After`).
+    #[error("too many failed attempts; try again in {retry_after_sec} s")]
+    TooManyRequests { retry_after_sec: u64 },
     /// 422 `invalid`: well-formed JSON that breaks a data rule.
     #[error("{0}")]
     Invalid(String),
@@ -55,8 +59,8 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
-    /// `method_not_allowed`, `conflict`, `payload_too_large`, `invalid`, `unavailable`,
-    /// `internal`.
+    /// `method_not_allowed`, `conflict`, `payload_too_large`, `invalid`, `too_many_requests`,
+    /// `unavailable`, `internal`.
     pub code: String,
     /// Human-readable; may change between versions.
     pub message: String,
@@ -74,6 +78,7 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -90,6 +95,7 @@ impl ApiError {
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge => "payload_too_large",
             Self::Invalid(_) => "invalid",
+            Self::TooManyRequests { .. } => "too_many_requests",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
         }
@@ -138,6 +144,11 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if let Self::TooManyRequests { retry_after_sec } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_sec));
+        }
         response
     }
 }
@@ -147,6 +158,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(what) => Self::NotFound(format!("{what} not found")),
             StoreError::Conflict(m) => Self::Conflict(m),
+            StoreError::Unauthorized(m) => Self::Unauthorized(m),
             StoreError::Invalid(m) => Self::Invalid(m),
             StoreError::Unavailable(m) => Self::Unavailable(format!("database: {m}")),
             StoreError::Other(m) => Self::Internal(format!("storage: {m}")),

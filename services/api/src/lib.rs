@@ -9,9 +9,11 @@
 //! Modules:
 //! - [`settings`]: `ApiSettings` (environment variables) and their validation;
 //! - [`startup`]: `launch_with_listener` (tests), `run` and the CLI entry points;
+//! - [`admin`]: `admin` subcommands (users, passwords, API tokens from the command line);
+//! - [`password`]: argon2id hashing of operator passwords; [`throttle`]: login lockouts;
 //! - [`router`]: route groups, authentication per group, the OpenAPI document, layers;
 //! - [`routes`]: handlers, one module per area;
-//! - [`auth`]: bearer tokens → [`auth::Principal`] (the seam the security feature replaces);
+//! - [`auth`]: bearer tokens → [`auth::Principal`] with a role and an organization scope;
 //! - [`error`], [`extract`], [`validation`], [`responses`]: the HTTP contract;
 //! - [`state`]: what handlers share, and how they publish to NATS.
 //!
@@ -22,20 +24,24 @@
 // Tests may unwrap: a panic there is a test failure with a line number.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod password;
 pub mod responses;
 pub mod router;
 pub mod routes;
 pub mod settings;
 pub mod startup;
 pub mod state;
+pub mod throttle;
 pub mod validation;
 
 pub use error::ApiError;
 pub use router::openapi;
 pub use settings::{ApiSettings, ENVIRONMENT_HELP};
 pub use startup::{
-    ApiService, launch_with_listener, migrate_from_env, print_openapi, run, serve_from_env,
+    ApiService, admin_from_env, launch_with_listener, migrate_from_env, print_openapi, run,
+    serve_from_env,
 };

@@ -19,6 +19,11 @@ enum Command {
     Migrate,
     /// Print the OpenAPI document (for client generation), then exit.
     Openapi,
+    /// Operator accounts and API tokens, against the database (DATABASE_URL).
+    Admin {
+        #[command(subcommand)]
+        command: moolai_api::admin::AdminCommand,
+    },
 }
 
 #[tokio::main]
@@ -27,6 +32,7 @@ async fn main() -> ExitCode {
         Command::Serve => moolai_api::serve_from_env().await,
         Command::Migrate => moolai_api::migrate_from_env().await,
         Command::Openapi => moolai_api::print_openapi(),
+        Command::Admin { command } => moolai_api::admin_from_env(command).await,
     };
     if let Err(e) = result {
         eprintln!("moolai-api: {}", moolai_api::startup::error_report(&e));

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use moolai_protocol::Status;
-use moolai_store::{MessageRecord, OrchestratorRecord};
+use moolai_store::{MessageRecord, OrchestratorRecord, Role};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -62,8 +62,10 @@ pub struct LoginResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LoginUser {
     pub username: String,
-    /// `superadmin`.
-    pub role: String,
+    /// `superadmin`, `org_admin` or `viewer`.
+    pub role: Role,
+    /// The organizations an `org_admin` or `viewer` may see (empty for a superadmin).
+    pub organization_ids: Vec<String>,
     /// Bearer token for every other route; valid until `expires_at`.
     pub token: String,
     pub expires_at: DateTime<Utc>,
@@ -71,12 +73,24 @@ pub struct LoginUser {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Me {
+    /// The user name, or the API token's name.
     pub username: String,
-    pub role: String,
-    /// `session` (a login) or `dev_token` (`DEV_BEARER_TOKEN`).
+    pub role: Role,
+    /// The organizations a scoped role may see (empty for a superadmin: all).
+    pub organization_ids: Vec<String>,
+    /// `session` (a login), `api_token` or `dev_token` (`DEV_BEARER_TOKEN`).
     pub auth: String,
-    /// When the session ends (absent for the dev token).
+    /// When the session or token ends (absent when it does not).
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A token shown once, at creation: only its hash is kept.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenCreated<T> {
+    pub success: bool,
+    /// The token itself. Store it now: it cannot be shown again.
+    pub token: String,
+    pub data: T,
 }
 
 /// The seed's answer to an independence toggle (plus the derived status).

@@ -1,11 +1,15 @@
 //! Builds the axum router and the OpenAPI document from the same route list.
 //!
-//! Routes come in three groups, and a group's authentication decides the `security` of its
-//! operations in the document, so the document cannot claim a route is protected when it
-//! is not (or the reverse):
+//! Routes come in groups; a group's guard (the role it requires) decides the `security` of
+//! its operations in the document (`bearer: [<role>]`), so the document cannot claim a route
+//! is protected, or needs a role, when it does not (or the reverse); the authorization tests
+//! are generated from that document:
 //! - public: login, health, the OpenAPI document;
-//! - bearer: everything else under `/api/v1`;
-//! - bearer or `?access_token=`: the SSE stream.
+//! - viewer (any authenticated caller): reads, and the caller's own session and password;
+//! - org_admin: operator writes (independence, configuration, messages, orchestrator
+//!   registration, orchestrator tokens); the handlers also check the organization scope;
+//! - superadmin: organizations, users and API tokens;
+//! - the SSE stream (viewer), which also accepts `?access_token=`.
 
 use std::time::{Duration, Instant};
 
@@ -25,9 +29,13 @@ use utoipa::{Modify, OpenApi as _};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{require_bearer, require_bearer_or_query};
+use moolai_store::Role;
+
+use crate::auth::{Guard, guard};
 use crate::error::ApiError;
-use crate::routes::{auth, controller, docs, events, health, messages, orchestrators};
+use crate::routes::{
+    auth, controller, docs, events, health, messages, orchestrators, tokens, users,
+};
 use crate::state::AppState;
 
 /// Name of the security scheme in the document.
@@ -48,6 +56,8 @@ const BEARER: &str = "bearer";
         (name = "controller", description = "Fleet reads for the dashboard"),
         (name = "orchestrators", description = "Operator writes about one orchestrator"),
         (name = "messages", description = "Recommendations and monitoring notices"),
+        (name = "users", description = "Operator accounts (superadmin)"),
+        (name = "tokens", description = "API tokens for machines; orchestrator enrollment and per-orchestrator tokens"),
         (name = "health", description = "Probes"),
         (name = "docs", description = "This document"),
     )
@@ -65,7 +75,9 @@ impl Modify for BearerScheme {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "A login session token (POST /api/v1/internal/auth/login) or DEV_BEARER_TOKEN",
+                        "A login session token (POST /api/v1/internal/auth/login), an API token \
+                         (moo_api_…) or DEV_BEARER_TOKEN. An operation's requirement lists the \
+                         least role it needs: viewer < org_admin < superadmin.",
                     ))
                     .build(),
             ),
@@ -81,15 +93,14 @@ fn public_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(docs::openapi_json))
 }
 
-fn bearer_routes() -> OpenApiRouter<AppState> {
+/// Reads, and what any caller may do with their own session.
+fn viewer_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(auth::logout))
         .routes(routes!(auth::me))
+        .routes(routes!(auth::change_password))
         .routes(routes!(controller::overview))
-        .routes(routes!(
-            controller::list_organizations,
-            controller::create_organization
-        ))
+        .routes(routes!(controller::list_organizations))
         .routes(routes!(controller::get_organization))
         .routes(routes!(controller::list_orchestrators))
         .routes(routes!(controller::list_orchestrator_instances))
@@ -98,47 +109,70 @@ fn bearer_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(controller::list_connections))
         .routes(routes!(controller::costs))
         .routes(routes!(controller::audit_log))
-        .routes(routes!(
-            orchestrators::set_independence,
-            orchestrators::get_independence
-        ))
+        .routes(routes!(orchestrators::get_independence))
+        .routes(routes!(messages::list_orchestrator_messages))
+        .routes(routes!(messages::list_messages))
+        .routes(routes!(tokens::list_enrollment_tokens))
+        .routes(routes!(tokens::list_orchestrator_tokens))
+}
+
+/// Operator writes within the caller's organizations.
+fn org_admin_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(orchestrators::set_independence))
         .routes(routes!(orchestrators::update_config))
         .routes(routes!(orchestrators::register))
         .routes(routes!(orchestrators::deregister))
-        .routes(routes!(
-            messages::create_message,
-            messages::list_orchestrator_messages
-        ))
-        .routes(routes!(messages::list_messages))
+        .routes(routes!(messages::create_message))
         .routes(routes!(messages::update_message_status))
+        .routes(routes!(tokens::create_enrollment_token))
+        .routes(routes!(tokens::revoke_enrollment_token))
+        .routes(routes!(tokens::create_orchestrator_token))
+        .routes(routes!(tokens::revoke_orchestrator_token))
+}
+
+/// What spans every organization: organizations themselves, accounts, API tokens.
+fn superadmin_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(controller::create_organization))
+        .routes(routes!(users::list_users, users::create_user))
+        .routes(routes!(
+            users::get_user,
+            users::update_user,
+            users::delete_user
+        ))
+        .routes(routes!(tokens::list_api_tokens, tokens::create_api_token))
+        .routes(routes!(tokens::revoke_api_token))
 }
 
 fn stream_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(events::events))
 }
 
-/// Routes and document; with a state, the authentication middleware is attached.
+/// Routes and document; with a state, the guards are attached.
 fn assemble(state: Option<&AppState>) -> (Router<AppState>, OpenApi) {
-    let public = public_routes();
-    let mut bearer = bearer_routes();
-    let mut stream = stream_routes();
-    secure(bearer.get_openapi_mut());
-    secure(stream.get_openapi_mut());
-    if let Some(state) = state {
-        bearer = bearer.route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            require_bearer,
-        ));
-        stream = stream.route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            require_bearer_or_query,
-        ));
+    let groups = [
+        (viewer_routes(), Role::Viewer, false),
+        (org_admin_routes(), Role::OrgAdmin, false),
+        (superadmin_routes(), Role::Superadmin, false),
+        (stream_routes(), Role::Viewer, true),
+    ];
+    let mut app = OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(public_routes());
+    for (mut group, min_role, allow_query) in groups {
+        secure(group.get_openapi_mut(), min_role);
+        if let Some(state) = state {
+            group = group.route_layer(middleware::from_fn_with_state(
+                Guard {
+                    state: state.clone(),
+                    min_role,
+                    allow_query,
+                },
+                guard,
+            ));
+        }
+        app = app.merge(group);
     }
-    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(public)
-        .merge(bearer)
-        .merge(stream)
-        .split_for_parts();
+    let (router, mut doc) = app.split_for_parts();
     document_common_errors(&mut doc);
     (router, doc)
 }
@@ -176,6 +210,33 @@ fn document_common_errors(doc: &mut OpenApi) {
     }
 }
 
+/// The OpenAPI document of this API (also served at `GET /api/v1/openapi.json`).
+#[must_use]
+pub fn openapi() -> OpenApi {
+    assemble(None).1
+}
+
+/// Marks every operation as requiring the bearer scheme with at least `role`, and documents
+/// its 401 and 403.
+fn secure(doc: &mut OpenApi, role: Role) {
+    for item in doc.paths.paths.values_mut() {
+        for op in operations_mut(item) {
+            op.security = Some(vec![SecurityRequirement::new(BEARER, [role.as_str()])]);
+            let responses = &mut op.responses.responses;
+            responses
+                .entry("401".to_owned())
+                .or_insert_with(|| error_response("Missing, invalid or expired bearer token"));
+            responses.entry("403".to_owned()).or_insert_with(|| {
+                error_response(&format!(
+                    "The caller's role is below {}, or a filter names an organization outside \
+                     the caller's scope",
+                    role.as_str()
+                ))
+            });
+        }
+    }
+}
+
 fn error_response(description: &str) -> RefOr<DocResponse> {
     RefOr::T(
         utoipa::openapi::ResponseBuilder::new()
@@ -190,39 +251,6 @@ fn error_response(description: &str) -> RefOr<DocResponse> {
             )
             .build(),
     )
-}
-
-/// The OpenAPI document of this API (also served at `GET /api/v1/openapi.json`).
-#[must_use]
-pub fn openapi() -> OpenApi {
-    assemble(None).1
-}
-
-/// Marks every operation as requiring the bearer scheme and documents its 401.
-fn secure(doc: &mut OpenApi) {
-    for item in doc.paths.paths.values_mut() {
-        for op in operations_mut(item) {
-            op.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
-            op.responses
-                .responses
-                .entry("401".to_owned())
-                .or_insert_with(|| {
-                    RefOr::T(
-                        utoipa::openapi::ResponseBuilder::new()
-                            .description("Missing, invalid or expired bearer token")
-                            .content(
-                                "application/json",
-                                utoipa::openapi::ContentBuilder::new()
-                                    .schema(Some(RefOr::Ref(
-                                        utoipa::openapi::Ref::from_schema_name("ErrorBody"),
-                                    )))
-                                    .build(),
-                            )
-                            .build(),
-                    ) as RefOr<DocResponse>
-                });
-        }
-    }
 }
 
 fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
@@ -362,7 +390,14 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
     Some(
         CorsLayer::new()
             .allow_origin(allow)
-            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::OPTIONS])
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::DELETE,
+                Method::OPTIONS,
+            ])
+            .allow_credentials(false)
             .allow_headers([AUTHORIZATION, CONTENT_TYPE])
             .max_age(Duration::from_secs(600)),
     )

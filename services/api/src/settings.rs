@@ -19,12 +19,16 @@ Environment:
   NATS_SUBJECT_PREFIX      first token of every subject (default moolai)
   HEARTBEAT_TTL_SEC        seconds of silence before an orchestrator is inactive (default 120)
   HEARTBEAT_INTERVAL_SEC   heartbeat interval asked of orchestrators (default 30)
-  MOOLAI_ADMIN_USERNAME    operator login name (login is disabled when unset)
-  MOOLAI_ADMIN_PASSWORD    operator login password
+  MOOLAI_ADMIN_USERNAME    superadmin created (or its password reset) at start
+  MOOLAI_ADMIN_PASSWORD    that superadmin's password (at least 12 characters)
   SESSION_TTL_SEC          lifetime of a login session (default 43200)
-  DEV_BEARER_TOKEN         static bearer accepted on every route (development only)
+  DEV_BEARER_TOKEN         static superadmin bearer (compatibility only; logged as a warning)
   CORS_ALLOWED_ORIGINS     comma-separated origins allowed by CORS (default: none)
   API_MAX_BODY_BYTES       largest accepted request body (default 1048576)
+  LOGIN_MAX_FAILURES       failed logins per user name before a lockout (default 5)
+  LOGIN_MAX_FAILURES_PER_ADDRESS  failed logins per client address before a lockout (default 20)
+  LOGIN_LOCKOUT_SEC        lockout length, also the window failures are counted in (default 900)
+  TRUST_FORWARDED_FOR      take the client address from X-Forwarded-For (behind a proxy)
   RUST_LOG, LOG_FORMAT, OTEL_EXPORTER_OTLP_ENDPOINT   logging and tracing";
 
 /// Settings of the api service. Every field is one environment variable (the upper-cased
@@ -60,6 +64,22 @@ pub struct ApiSettings {
     /// `API_MAX_BODY_BYTES`: larger request bodies get 413.
     #[serde(default = "default_max_body")]
     pub api_max_body_bytes: usize,
+    /// `LOGIN_MAX_FAILURES`: failed logins for one user name (existing or not, so the lockout
+    /// tells nothing about which names exist) before it is locked out.
+    #[serde(default = "default_login_failures")]
+    pub login_max_failures: u32,
+    /// `LOGIN_MAX_FAILURES_PER_ADDRESS`: failed logins from one client address (any names)
+    /// before it is locked out: slows a spray of many names from one place.
+    #[serde(default = "default_login_failures_per_address")]
+    pub login_max_failures_per_address: u32,
+    /// `LOGIN_LOCKOUT_SEC`: how long a lockout lasts; failures older than this are forgotten.
+    #[serde(default = "default_lockout")]
+    pub login_lockout_sec: u64,
+    /// `TRUST_FORWARDED_FOR`: behind the controller's own reverse proxy, the client address
+    /// (audit log, login throttling) is the last `X-Forwarded-For` entry. Off by default: a
+    /// client could otherwise choose its own address.
+    #[serde(default)]
+    pub trust_forwarded_for: bool,
 }
 
 fn default_host() -> String {
@@ -77,6 +97,15 @@ fn default_session_ttl() -> u64 {
 fn default_max_body() -> usize {
     1_048_576
 }
+fn default_login_failures() -> u32 {
+    5
+}
+fn default_login_failures_per_address() -> u32 {
+    20
+}
+fn default_lockout() -> u64 {
+    900
+}
 
 impl Default for ApiSettings {
     fn default() -> Self {
@@ -90,6 +119,10 @@ impl Default for ApiSettings {
             session_ttl_sec: default_session_ttl(),
             cors_allowed_origins: None,
             api_max_body_bytes: default_max_body(),
+            login_max_failures: default_login_failures(),
+            login_max_failures_per_address: default_login_failures_per_address(),
+            login_lockout_sec: default_lockout(),
+            trust_forwarded_for: false,
         }
     }
 }
@@ -194,13 +227,37 @@ impl ApiSettings {
                     "must be set when MOOLAI_ADMIN_PASSWORD is set".into(),
                 ));
             }
-            (Some(user), Some(_)) if user.len() > 255 || user.chars().any(char::is_control) => {
+            (Some(user), Some(_)) if crate::validation::username(user).is_err() => {
                 return Err(invalid(
                     "MOOLAI_ADMIN_USERNAME",
-                    "must be at most 255 bytes without control characters".into(),
+                    "must be 1 to 64 characters: letters, digits, '.', '_', '-' or '@'".into(),
+                ));
+            }
+            (Some(_), Some(password))
+                if crate::validation::password(password.expose_secret()).is_err() =>
+            {
+                return Err(invalid(
+                    "MOOLAI_ADMIN_PASSWORD",
+                    format!(
+                        "must be {} to {} characters",
+                        crate::password::MIN_PASSWORD_LEN,
+                        crate::password::MAX_PASSWORD_LEN
+                    ),
                 ));
             }
             _ => {}
+        }
+        if self.login_max_failures == 0 || self.login_max_failures_per_address == 0 {
+            return Err(invalid(
+                "LOGIN_MAX_FAILURES",
+                "LOGIN_MAX_FAILURES and LOGIN_MAX_FAILURES_PER_ADDRESS must be at least 1".into(),
+            ));
+        }
+        if !(1..=86_400).contains(&self.login_lockout_sec) {
+            return Err(invalid(
+                "LOGIN_LOCKOUT_SEC",
+                "must be between 1 and 86400 seconds".into(),
+            ));
         }
         if self.dev_bearer_token.as_ref().is_some_and(|t| {
             t.expose_secret()
@@ -213,6 +270,8 @@ impl ApiSettings {
             ));
         }
         for origin in self.cors_origins() {
+            // `*` is allowed because the API never allows credentials cross-origin (bearer
+            // headers, no cookies): a wildcard with credentials is what browsers forbid.
             let ok = origin == "*"
                 || ((origin.starts_with("http://") || origin.starts_with("https://"))
                     && !origin.ends_with('/')
@@ -229,7 +288,7 @@ impl ApiSettings {
         Ok(())
     }
 
-    /// The login credential, when both halves are configured.
+    /// The superadmin credential seeded at start, when both halves are configured.
     #[must_use]
     pub fn admin_credential(&self) -> Option<(&str, &SecretString)> {
         match (&self.moolai_admin_username, &self.moolai_admin_password) {

@@ -9,17 +9,18 @@ use std::time::Duration;
 use anyhow::Context;
 use moolai_bus::{Bus, Subjects};
 use moolai_config::{DatabaseSettings, LivenessSettings, NatsSettings};
-use moolai_store::Store;
+use moolai_store::{Actor, NewUser, Role, Store, StoreError, UserUpdate};
 use moolai_store_postgres::PgStore;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::SUPERADMIN;
 use crate::routes::events::{CHANNEL_CAPACITY, StatusFanout};
 use crate::settings::ApiSettings;
 use crate::state::{AppState, Shared};
+use crate::throttle::LoginThrottle;
+use secrecy::ExposeSecret;
 
 /// How long open requests may keep running after shutdown starts.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(20);
@@ -46,12 +47,17 @@ impl ApiService {
         settings.validate()?;
         liveness.validate()?;
         announce_authentication(&settings);
-        if let Some((username, _)) = settings.admin_credential() {
-            store
-                .ensure_user(username, SUPERADMIN)
-                .await
-                .context("cannot create the operator user")?;
+        if let Some((username, password)) = settings.admin_credential() {
+            seed_superadmin(store.as_ref(), username, password.expose_secret()).await?;
         }
+        let dummy_password_hash = crate::password::hash_blocking(crate::auth::new_session_token())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot hash: {e}"))?;
+        let login_throttle = LoginThrottle::new(
+            settings.login_max_failures,
+            settings.login_max_failures_per_address,
+            Duration::from_secs(settings.login_lockout_sec),
+        );
 
         let tracker = TaskTracker::new();
         let (status_events, _) = broadcast::channel(CHANNEL_CAPACITY);
@@ -72,6 +78,8 @@ impl ApiService {
             status_events,
             openapi_json: openapi_json.into(),
             shutdown,
+            login_throttle,
+            dummy_password_hash,
         });
         Ok(Self { state, tracker })
     }
@@ -151,16 +159,88 @@ pub async fn serve_until_drained(
 fn announce_authentication(settings: &ApiSettings) {
     if settings.dev_bearer_token.is_some() {
         tracing::warn!(
-            "DEV_BEARER_TOKEN is set: that static token is accepted on every route; \
-             unset it outside development"
+            "DEV_BEARER_TOKEN is set: that static token is a superadmin on every route; \
+             it exists for compatibility only: use API tokens and unset it"
         );
     }
-    match settings.admin_credential() {
-        Some((username, _)) => tracing::info!(username, "operator login enabled"),
-        None => tracing::warn!(
-            "MOOLAI_ADMIN_USERNAME / MOOLAI_ADMIN_PASSWORD are not set: login is disabled"
-        ),
+    if let Some(origins) = &settings.cors_allowed_origins {
+        tracing::info!(%origins, "CORS allowed origins (credentials never allowed)");
     }
+}
+
+/// Makes sure the superadmin named by `MOOLAI_ADMIN_USERNAME` exists with the password in
+/// `MOOLAI_ADMIN_PASSWORD`: created when missing; when it exists with another password, the
+/// password is reset to the configured one (the environment stays the way back in). Its role
+/// and organizations are left as an operator set them.
+///
+/// # Errors
+/// When the store fails.
+pub async fn seed_superadmin(
+    store: &dyn Store,
+    username: &str,
+    password: &str,
+) -> anyhow::Result<()> {
+    let existing = store
+        .user_login(username)
+        .await
+        .context("cannot read the operator user")?;
+    match existing {
+        Some(found)
+            if found
+                .password_hash
+                .as_deref()
+                .is_some_and(|h| crate::password::verify(password, h)) =>
+        {
+            tracing::info!(username, "operator from MOOLAI_ADMIN_USERNAME exists");
+        }
+        Some(_) => {
+            let password_hash = hash(password).await?;
+            store
+                .update_user(
+                    username,
+                    &UserUpdate {
+                        password_hash: Some(password_hash),
+                        ..UserUpdate::default()
+                    },
+                    &Actor::system(),
+                )
+                .await
+                .context("cannot reset the operator's password")?;
+            tracing::warn!(
+                username,
+                "the password of the operator from MOOLAI_ADMIN_USERNAME was reset to MOOLAI_ADMIN_PASSWORD"
+            );
+        }
+        None => {
+            let password_hash = hash(password).await?;
+            let created = store
+                .create_user(
+                    &NewUser {
+                        username: username.to_owned(),
+                        role: Role::Superadmin,
+                        password_hash,
+                        organization_ids: Vec::new(),
+                    },
+                    &Actor::system(),
+                )
+                .await;
+            match created {
+                // Another replica created it at the same time.
+                Ok(_) | Err(StoreError::Conflict(_)) => {}
+                Err(e) => {
+                    return Err(anyhow::Error::from(e).context("cannot create the operator user"));
+                }
+            }
+            tracing::info!(username, "superadmin created from MOOLAI_ADMIN_USERNAME");
+        }
+    }
+    Ok(())
+}
+
+async fn hash(password: &str) -> anyhow::Result<String> {
+    crate::password::hash_blocking(password.to_owned())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))
 }
 
 /// Binds `CONTROLLER_HOST:CONTROLLER_PORT` (API) and `CONTROLLER_HOST:API_METRICS_PORT`
@@ -287,6 +367,25 @@ pub async fn migrate_from_env() -> anyhow::Result<()> {
         .context("applying the migrations failed")?;
     tracing::info!(database = %database.display_url(), "migrations applied");
     Ok(())
+}
+
+/// `moolai-api admin …`: one account or token command against the configured PostgreSQL.
+///
+/// # Errors
+/// Bad configuration, an unreachable or unmigrated database, or the command fails.
+pub async fn admin_from_env(command: crate::admin::AdminCommand) -> anyhow::Result<()> {
+    let liveness: LivenessSettings = moolai_config::load()?;
+    let database: DatabaseSettings = moolai_config::load()?;
+    database.validate()?;
+    let store = connect_store(&database, &liveness).await?;
+    store
+        .check_migrations()
+        .await
+        .context("the database schema is not at this version: run `moolai-api migrate` first")?;
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let mut out = std::io::stdout();
+    crate::admin::run(command, &store, &mut input, &mut out).await
 }
 
 /// `moolai-api openapi`: prints the OpenAPI document to stdout (no configuration needed).

@@ -12,6 +12,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::settings::ApiSettings;
+use crate::throttle::LoginThrottle;
 
 /// Cheap to clone: one `Arc`.
 #[derive(Clone)]
@@ -29,6 +30,11 @@ pub struct Shared {
     pub openapi_json: Bytes,
     /// Fires on shutdown so endless SSE streams end and graceful shutdown can finish.
     pub shutdown: CancellationToken,
+    /// Failed-login counters of this process.
+    pub login_throttle: LoginThrottle,
+    /// An argon2id hash of a random password, verified against when the user name is
+    /// unknown, so an unknown name costs the same time as a wrong password.
+    pub dummy_password_hash: String,
 }
 
 impl Deref for AppState {

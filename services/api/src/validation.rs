@@ -151,6 +151,61 @@ pub fn optional_json_object(field: &str, value: Option<&Value>) -> Result<(), Ap
     }
 }
 
+/// Longest user name.
+pub const MAX_USERNAME_LEN: usize = 64;
+
+/// A user name: 1 to 64 of ASCII letters, digits, `.`, `_`, `-`, `@` (it appears in audit
+/// actors as `user:<name>` and in paths).
+///
+/// # Errors
+/// [`ApiError::Invalid`].
+pub fn username(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_USERNAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "username must be 1 to {MAX_USERNAME_LEN} characters: letters, digits, '.', '_', '-' or '@'"
+        )))
+    }
+}
+
+/// A new password: long enough to resist guessing, short enough not to be abuse.
+///
+/// # Errors
+/// [`ApiError::Invalid`].
+pub fn password(password: &str) -> Result<(), ApiError> {
+    let len = password.chars().count();
+    if (crate::password::MIN_PASSWORD_LEN..=crate::password::MAX_PASSWORD_LEN).contains(&len)
+        && !password.contains('\0')
+    {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "password must be {} to {} characters",
+            crate::password::MIN_PASSWORD_LEN,
+            crate::password::MAX_PASSWORD_LEN
+        )))
+    }
+}
+
+/// A name given to a token: 1 to 255 characters, no control characters.
+///
+/// # Errors
+/// [`ApiError::Invalid`].
+pub fn token_name(name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() || name.chars().count() > 255 || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "name must be 1 to 255 characters without control characters",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,5 +248,29 @@ mod tests {
                 .as_deref(),
             Some("ünï")
         );
+    }
+
+    #[test]
+    fn usernames_and_passwords() {
+        for ok in ["admin", "ops.team-1", "a_b@example.com", &"x".repeat(64)] {
+            assert!(username(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "with space",
+            "semi;colon",
+            "ünïcode",
+            &"x".repeat(65),
+            "a/b",
+        ] {
+            assert!(username(bad).is_err(), "{bad}");
+        }
+        assert!(password("twelve chars").is_ok());
+        assert!(password("eleven char").is_err());
+        assert!(password(&"p".repeat(1025)).is_err());
+        assert!(password("twelve chars\0").is_err());
+        assert!(token_name("ci deploy").is_ok());
+        assert!(token_name("  ").is_err());
+        assert!(token_name("tab\there").is_err());
     }
 }

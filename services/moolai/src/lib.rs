@@ -199,7 +199,14 @@ impl Services {
         state.validate()?;
         let liveness: LivenessSettings = moolai_config::load()?;
         liveness.validate()?;
-        let api = ApiSettings::from_env()?;
+        // MOOLAI_ADMIN_USERNAME alone is allowed here: it names the superadmin generated on a
+        // first start (see `first_login`). Everything else is checked now.
+        let api = moolai_config::load::<ApiSettings>()?.normalized();
+        let mut probe = api.clone();
+        if probe.moolai_admin_password.is_none() {
+            probe.moolai_admin_username = None;
+        }
+        probe.validate()?;
         Ok(Self {
             edge,
             state,
@@ -320,13 +327,43 @@ fn dashboard_router(dir: Option<&Path>) -> Router {
     }
 }
 
-/// A generated password for a first start without `MOOLAI_ADMIN_PASSWORD`.
-#[must_use]
-pub fn generate_password() -> String {
-    use rand::Rng as _;
-    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
-    let mut rng = rand::rng();
-    (0..20)
-        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
-        .collect()
+/// How operators log in on this start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FirstLogin {
+    /// `MOOLAI_ADMIN_USERNAME` / `MOOLAI_ADMIN_PASSWORD` are set: that superadmin (seeded by
+    /// the api at start).
+    Configured { username: String },
+    /// First start, nobody configured: a superadmin was just created with this password,
+    /// which is shown this once.
+    Generated { username: String, password: String },
+    /// Users exist already: they log in as before.
+    Existing,
+}
+
+/// Decides the login of this start. With neither `MOOLAI_ADMIN_PASSWORD` nor any user in
+/// the store, creates the superadmin `MOOLAI_ADMIN_USERNAME` (default `admin`) with a
+/// generated password. On later starts users exist, so nothing is generated (or printed).
+///
+/// # Errors
+/// When the store fails.
+pub async fn first_login(api: &mut ApiSettings, store: &dyn Store) -> anyhow::Result<FirstLogin> {
+    if let Some((username, _)) = api.admin_credential() {
+        return Ok(FirstLogin::Configured {
+            username: username.to_owned(),
+        });
+    }
+    let username = api
+        .moolai_admin_username
+        .take()
+        .unwrap_or_else(|| "admin".to_owned());
+    let users = store
+        .list_users(1, 1)
+        .await
+        .context("cannot count the operator users")?;
+    if users.total > 0 {
+        return Ok(FirstLogin::Existing);
+    }
+    let password = moolai_api::admin::generate_password();
+    moolai_api::startup::seed_superadmin(store, &username, &password).await?;
+    Ok(FirstLogin::Generated { username, password })
 }

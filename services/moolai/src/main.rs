@@ -10,9 +10,11 @@ use moolai::{Services, SingleSettings};
 /// With no NATS_URL an in-process bus is used; with no DATABASE_URL (or a sqlite: one) an
 /// embedded SQLite file under MOOLAI_DATA_DIR (default ./data). Other variables:
 /// CONTROLLER_HOST (0.0.0.0), CONTROLLER_PORT (8765), MOOLAI_DASHBOARD_DIR (frontend/dist),
-/// MOOLAI_ADMIN_USERNAME (admin), MOOLAI_ADMIN_PASSWORD (generated and printed when unset),
-/// HEARTBEAT_TTL_SEC, NATS_SUBJECT_PREFIX, API_METRICS_PORT, RUST_LOG, LOG_FORMAT, and every
-/// WS_* / HEARTBEAT_* variable of the services (see the README's configuration table).
+/// MOOLAI_ADMIN_USERNAME (admin), MOOLAI_ADMIN_PASSWORD (on a first start without it and
+/// without users, a superadmin is created with a generated password printed once),
+/// ORCHESTRATOR_AUTH (token), HEARTBEAT_TTL_SEC, NATS_SUBJECT_PREFIX, API_METRICS_PORT,
+/// RUST_LOG, LOG_FORMAT, and every WS_* / HEARTBEAT_* / LOGIN_* variable of the services (see
+/// the README's configuration table).
 #[derive(Parser)]
 #[command(name = "moolai", version)]
 struct Cli {
@@ -34,6 +36,11 @@ enum Cmd {
     /// Connect N simulated orchestrators to a controller (this one by default) so the
     /// dashboard shows a live fleet: `moolai simulate --count 50`.
     Simulate(moolai_simulator::cli::SimulateArgs),
+    /// Operator accounts and API tokens, in the store this binary uses.
+    Admin {
+        #[command(subcommand)]
+        command: moolai_api::admin::AdminCommand,
+    },
 }
 
 #[tokio::main]
@@ -51,6 +58,7 @@ async fn main() -> ExitCode {
         Cmd::Migrate => migrate().await,
         Cmd::Healthcheck { url } => healthcheck(&url).await,
         Cmd::Simulate(args) => moolai_simulator::cli::run(args).await.map(drop),
+        Cmd::Admin { command } => admin(command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -64,23 +72,13 @@ async fn main() -> ExitCode {
 async fn serve() -> anyhow::Result<()> {
     let settings = SingleSettings::from_env()?;
     let mut services = Services::from_env()?;
-    let generated = if services.api.moolai_admin_password.is_none() {
-        services
-            .api
-            .moolai_admin_username
-            .get_or_insert_with(|| "admin".into());
-        let password = moolai::generate_password();
-        services.api.moolai_admin_password = Some(password.clone().into());
-        Some(password)
-    } else {
-        None
-    };
     let store = moolai::open_store(
         &settings.store_choice()?,
         services.liveness.ttl(),
         settings.database_max_connections,
     )
     .await?;
+    let first_login = moolai::first_login(&mut services.api, store.as_ref()).await?;
     let bus = moolai::connect_bus(&settings).await?;
     let shutdown = moolai_config::shutdown_token();
     let addr = format!("{}:{}", settings.controller_host, settings.controller_port);
@@ -92,16 +90,18 @@ async fn serve() -> anyhow::Result<()> {
     } else {
         addr.clone()
     };
-    let username = services
-        .api
-        .moolai_admin_username
-        .clone()
-        .unwrap_or_default();
-    let login = match &generated {
-        Some(p) => format!(
-            "{username} / {p}   (generated for this run; set MOOLAI_ADMIN_PASSWORD to choose one)"
+    // The generated password goes to stdout only, this once: never to the log.
+    let login = match &first_login {
+        moolai::FirstLogin::Generated { username, password } => format!(
+            "{username} / {password}   (superadmin created on this first start; shown once: \
+             change it after logging in)"
         ),
-        None => format!("{username} / the password in MOOLAI_ADMIN_PASSWORD"),
+        moolai::FirstLogin::Configured { username } => {
+            format!("{username} / the password in MOOLAI_ADMIN_PASSWORD")
+        }
+        moolai::FirstLogin::Existing => {
+            "the existing operator accounts (`moolai admin create-user` adds one)".to_owned()
+        }
     };
     println!(
         "\nMoolai Controller\n  dashboard      http://{shown}/\n  API            http://{shown}/api/v1/  (OpenAPI: /api/v1/openapi.json)\n  orchestrators  ws://{shown}/ws\n  login          {login}\n  bus            {}\n  store          {}\n",
@@ -129,6 +129,20 @@ async fn serve() -> anyhow::Result<()> {
         }
     }
     moolai::serve_with_listener(&settings, services, store, bus, listener, shutdown).await
+}
+
+async fn admin(command: moolai_api::admin::AdminCommand) -> anyhow::Result<()> {
+    let settings = SingleSettings::from_env()?;
+    let store = moolai::open_store(
+        &settings.store_choice()?,
+        std::time::Duration::from_secs(120),
+        1,
+    )
+    .await?;
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let mut out = std::io::stdout();
+    moolai_api::admin::run(command, store.as_ref(), &mut input, &mut out).await
 }
 
 async fn migrate() -> anyhow::Result<()> {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use moolai_e2e::client::{connect_and_hello, register};
+use moolai_e2e::client::{connect_and_hello, register, with_token};
 use moolai_e2e::scenario::fleet_scenario;
 use moolai_e2e::{bin_dir, free_port, wait_until};
 use serde_json::{Value, json};
@@ -159,16 +159,31 @@ async fn one_port_serves_dashboard_api_and_sockets_and_data_survives_kill_9() {
     let body: Value = api_404.json().await.expect("json");
     assert_eq!(body["success"], false);
 
-    let (socket, provisioning) = connect_and_hello(
+    // Orchestrator tokens are required by default: enroll with one.
+    let token = m.login().await;
+    let enrollment = moolai_e2e::scenario::Api {
+        base: m.base(),
+        token: token.clone(),
+        http: reqwest::Client::new(),
+    }
+    .enrollment_token("org-keep")
+    .await;
+    let refused = connect_and_hello(
         &m.ws("/"),
         &register("survivor", "org-keep"),
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(refused.is_err(), "a hello without a token was accepted");
+    let (socket, provisioning) = connect_and_hello(
+        &m.ws("/"),
+        &with_token(register("survivor", "org-keep"), &enrollment),
         Duration::from_secs(10),
     )
     .await
     .expect("hello");
     assert_eq!(provisioning["data"]["organization_id"], "org-keep");
     drop(socket);
-    let token = m.login().await;
     let (code, _) = put_independence(&m.base(), &token, "survivor", true).await;
     assert_eq!(code, 200);
 
@@ -243,12 +258,20 @@ fn bad_database_urls_are_refused_naming_the_variable() {
 async fn simulate_brings_up_a_live_fleet() {
     let dir = temp_dir();
     let m = Moolai::start(&dir, free_port().expect("port"), &[]).await;
+    let api = moolai_e2e::scenario::Api {
+        base: m.base(),
+        token: m.login().await,
+        http: reqwest::Client::new(),
+    };
+    let enrollment = api.enrollment_token("default").await;
     let out = tokio::task::spawn_blocking({
         let url = m.ws("/ws");
         move || {
             Command::new(bin_dir().expect("bins").join("moolai"))
                 .args([
                     "simulate",
+                    "--token",
+                    &enrollment,
                     "--url",
                     &url,
                     "--count",
@@ -288,6 +311,132 @@ async fn simulate_brings_up_a_live_fleet() {
         .await
         .expect("json");
     assert_eq!(list["data"]["total"], 5, "{list}");
+    drop(m);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn generated_password(log: &str) -> Option<String> {
+    log.lines()
+        .find(|l| l.contains("superadmin created on this first start"))
+        .and_then(|l| l.split(" / ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
+}
+
+async fn login_status(base: &str, username: &str, password: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{base}/api/v1/internal/auth/login"))
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .expect("login")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_start_without_credentials_creates_a_superadmin_and_shows_its_password_once() {
+    let dir = temp_dir();
+    let port = free_port().expect("port");
+    let unset = [("MOOLAI_ADMIN_USERNAME", ""), ("MOOLAI_ADMIN_PASSWORD", "")];
+    let m = Moolai::start(&dir, port, &unset).await;
+    let log = m.log_text();
+    let password = generated_password(&log).unwrap_or_else(|| panic!("no password shown:\n{log}"));
+    assert_eq!(password.len(), 24);
+    assert_eq!(login_status(&m.base(), "admin", &password).await, 200);
+    // Only the one line on stdout: no log record carries it.
+    assert_eq!(log.matches(password.as_str()).count(), 1, "{log}");
+    drop(m);
+
+    // An account added from the command line while the controller is stopped.
+    let mut cli = Command::new(bin_dir().expect("bins").join("moolai"))
+        .args([
+            "admin",
+            "create-user",
+            "--username",
+            "ops2",
+            "--role",
+            "viewer",
+            "--password-stdin",
+        ])
+        .env_clear()
+        .env("MOOLAI_DATA_DIR", &dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("moolai admin");
+    {
+        use std::io::Write as _;
+        let mut stdin = cli.stdin.take().expect("stdin");
+        writeln!(stdin, "ops2-password-from-stdin").expect("write");
+    }
+    let out = cli.wait_with_output().expect("admin output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("created user ops2 (viewer)"), "{stdout}");
+    assert!(!stdout.contains("ops2-password-from-stdin"));
+
+    // A later start generates nothing and shows no password; both accounts work.
+    let m = Moolai::start(&dir, port, &unset).await;
+    let log = m.log_text();
+    assert!(generated_password(&log).is_none(), "{log}");
+    assert!(
+        !log.contains(&password),
+        "the password was shown again:\n{log}"
+    );
+    assert!(log.contains("existing operator accounts"), "{log}");
+    assert_eq!(login_status(&m.base(), "admin", &password).await, 200);
+    assert_eq!(
+        login_status(&m.base(), "ops2", "ops2-password-from-stdin").await,
+        200
+    );
+    drop(m);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enrollment_token_from_the_cli_registers_orchestrators_in_its_organization() {
+    let dir = temp_dir();
+    let out = Command::new(bin_dir().expect("bins").join("moolai"))
+        .args([
+            "admin",
+            "create-enrollment-token",
+            "--organization",
+            "org-cli",
+        ])
+        .env_clear()
+        .env("MOOLAI_DATA_DIR", &dir)
+        .output()
+        .expect("admin");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let token = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("token: "))
+        .unwrap_or_else(|| panic!("no token printed: {stdout}"))
+        .to_owned();
+    assert!(token.starts_with("moo_enr_"), "{token}");
+
+    let m = Moolai::start(&dir, free_port().expect("port"), &[]).await;
+    let (socket, provisioning) = moolai_e2e::client::connect_and_hello_with(
+        &m.ws("/ws"),
+        &moolai_e2e::client::handshake("cli-enrolled"),
+        Some(&token),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("hello with the CLI's token");
+    assert_eq!(provisioning["data"]["organization_id"], "org-cli");
+    drop(socket);
     drop(m);
     let _ = std::fs::remove_dir_all(dir);
 }

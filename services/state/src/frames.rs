@@ -45,7 +45,7 @@ pub async fn handle(ctx: &StateContext, delivery: Delivery) {
 fn store_error_frame(e: &StoreError) -> ServerFrame {
     match e {
         StoreError::NotFound(what) => ServerFrame::error("not_found", format!("{what} not found")),
-        StoreError::Invalid(m) | StoreError::Conflict(m) => {
+        StoreError::Invalid(m) | StoreError::Conflict(m) | StoreError::Unauthorized(m) => {
             ServerFrame::error("invalid_frame", m.clone())
         }
         StoreError::Unavailable(_) | StoreError::Other(_) => {

@@ -279,6 +279,7 @@ mod tests {
             sweep_interval_sec: 1,
             default_organization_id: "default".into(),
             state_request_concurrency: 1,
+            orchestrator_auth: moolai_config::OrchestratorAuth::Token,
         }
     }
 

@@ -1,10 +1,21 @@
-//! Hello requests: register, commit, then answer. The edge acknowledges the orchestrator only
-//! after this answer, so an acknowledged registration is always in the database.
+//! Hello requests: authenticate, register, commit, then answer. The edge acknowledges the
+//! orchestrator only after this answer, so an acknowledged registration is always in the
+//! database, and a refused one never got a `handshake_ack`.
+//!
+//! Authentication (`ORCHESTRATOR_AUTH`): the token the edge forwarded (the upgrade's bearer or
+//! the hello's `auth_token`) must be an active enrollment token of the orchestrator's
+//! organization or the orchestrator's own token. The credential decides the organization:
+//! a hello claiming another one is refused, and the store refuses an existing orchestrator of
+//! another organization, so no token lets a socket claim another organization's orchestrator.
 
 use moolai_bus::events::{Command, HelloReply, HelloRequest};
 use moolai_bus::{Delivery, Kind};
+use moolai_config::OrchestratorAuth;
 use moolai_protocol::validate_id;
-use moolai_store::{HelloRegistration, StatusChange, StoreError};
+use moolai_store::{
+    CredentialKind, ENROLLMENT_TOKEN_PREFIX, HelloRegistration, ORCHESTRATOR_TOKEN_PREFIX,
+    OrchestratorCredentialRecord, StatusChange, StoreError, token_hash,
+};
 use tracing::Instrument;
 
 use crate::StateContext;
@@ -38,6 +49,81 @@ pub async fn handle(ctx: &StateContext, delivery: Delivery) {
     .await;
 }
 
+fn rejected(code: &str, message: impl Into<String>) -> HelloReply {
+    HelloReply::Rejected {
+        code: code.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// What the hello's credential grants: `None` for an unauthenticated legacy client (only
+/// under `ORCHESTRATOR_AUTH=open`). Rejections name no secret and say nothing about other
+/// organizations' orchestrators.
+async fn authenticate(
+    ctx: &StateContext,
+    request: &HelloRequest,
+) -> Result<Option<OrchestratorCredentialRecord>, HelloReply> {
+    let Some(token) = request.auth_token.as_deref().filter(|t| !t.is_empty()) else {
+        return match ctx.settings.orchestrator_auth {
+            OrchestratorAuth::Open => Ok(None),
+            OrchestratorAuth::Token => Err(rejected(
+                "unauthorized",
+                "this controller requires an orchestrator token: send Authorization: Bearer \
+                 <token> on the upgrade or auth_token in the hello",
+            )),
+        };
+    };
+    let invalid = || {
+        rejected(
+            "unauthorized",
+            "invalid, revoked or expired orchestrator token",
+        )
+    };
+    let well_formed = [ENROLLMENT_TOKEN_PREFIX, ORCHESTRATOR_TOKEN_PREFIX]
+        .iter()
+        .filter_map(|prefix| token.strip_prefix(prefix))
+        .any(|rest| rest.len() == 64 && rest.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !well_formed {
+        return Err(invalid());
+    }
+    let credential = match ctx
+        .store
+        .orchestrator_credential_by_hash(&token_hash(token))
+        .await
+    {
+        Ok(Some(c)) if c.is_active(chrono::Utc::now()) => c,
+        Ok(_) => return Err(invalid()),
+        Err(e) => {
+            tracing::warn!(error = %e, "credential not checked");
+            return Err(unavailable());
+        }
+    };
+    if credential.kind == CredentialKind::Orchestrator
+        && credential.orchestrator_id.as_deref() != Some(request.orchestrator_id.as_str())
+    {
+        return Err(rejected(
+            "forbidden",
+            "this token belongs to another orchestrator",
+        ));
+    }
+    if let Some(claimed) = &request.organization_id
+        && *claimed != credential.organization_id
+    {
+        return Err(rejected(
+            "organization_mismatch",
+            "this token belongs to another organization",
+        ));
+    }
+    Ok(Some(credential))
+}
+
+fn unavailable() -> HelloReply {
+    rejected(
+        "unavailable",
+        "the controller cannot register orchestrators right now; retry later",
+    )
+}
+
 async fn register(ctx: &StateContext, request: HelloRequest) -> HelloReply {
     // Defence in depth: the edge validated already, but ids end up in subjects.
     if let Err(e) = validate_id("orchestrator_id", &request.orchestrator_id).and_then(|()| {
@@ -51,9 +137,24 @@ async fn register(ctx: &StateContext, request: HelloRequest) -> HelloReply {
             message: e.message,
         };
     }
+    let credential = match authenticate(ctx, &request).await {
+        Ok(c) => c,
+        Err(reply) => {
+            if let HelloReply::Rejected { code, .. } = &reply {
+                metrics::counter!("moolai_state_hellos_refused_total", "code" => code.clone())
+                    .increment(1);
+                tracing::info!(code = %code, edge_id = %request.edge_id, "hello refused");
+            }
+            return reply;
+        }
+    };
     let registration = HelloRegistration {
         orchestrator_id: request.orchestrator_id.clone(),
-        organization_id: request.organization_id.clone(),
+        // A credential decides the organization; without one (open mode) the hello claims it.
+        organization_id: credential
+            .as_ref()
+            .map(|c| c.organization_id.clone())
+            .or_else(|| request.organization_id.clone()),
         default_organization_id: ctx.settings.default_organization_id.clone(),
         name: request.name,
         location: request.location,
@@ -63,6 +164,7 @@ async fn register(ctx: &StateContext, request: HelloRequest) -> HelloReply {
         edge_id: request.edge_id,
         remote_addr: request.remote_addr,
         dialect: request.dialect,
+        credential_id: credential.map(|c| c.credential_id),
     };
     match ctx.store.register_hello(&registration).await {
         Ok(registered) => {
@@ -102,13 +204,12 @@ async fn register(ctx: &StateContext, request: HelloRequest) -> HelloReply {
             code: "invalid_hello".into(),
             message,
         },
+        // Revoked between the lookup above and the commit, or an enrollment token claiming an
+        // orchestrator that has its own.
+        Err(StoreError::Unauthorized(message)) => rejected("unauthorized", message),
         Err(e) => {
             tracing::warn!(error = %e, "hello not registered");
-            HelloReply::Rejected {
-                code: "unavailable".into(),
-                message: "the controller cannot register orchestrators right now; retry later"
-                    .into(),
-            }
+            unavailable()
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The state service: the only writer of what orchestrators report.
 //!
 //! It consumes the bus as one queue group across replicas:
-//! - [`hello`]: the hello request from an edge, answered only after the registration is
-//!   committed (so an acknowledged hello is never lost);
+//! - [`hello`]: the hello request from an edge: the orchestrator's token checked against the
+//!   database (`ORCHESTRATOR_AUTH`), then answered only after the registration is committed
+//!   (so an acknowledged hello is never lost, and a refused one was never acknowledged);
 //! - [`heartbeats`]: `i_am_alive` events, coalesced per orchestrator and written in one
 //!   statement per flush, the independence check inside that statement;
 //! - [`frames`]: every other orchestrator frame (metadata, config snapshot, messages, usage,
@@ -25,7 +26,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use moolai_bus::events::{DeliveryEvent, DisconnectEvent, StatusEvent};
 use moolai_bus::{Bus, Kind, STATE_QUEUE_GROUP};
-use moolai_config::LivenessSettings;
+use moolai_config::{LivenessSettings, OrchestratorAuth};
 use moolai_store::{StatusChange, Store};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
@@ -57,6 +58,11 @@ pub struct StateSettings {
     /// Hello and frame requests processed at once by this replica.
     #[serde(default = "default_concurrency")]
     pub state_request_concurrency: usize,
+    /// `ORCHESTRATOR_AUTH`: `token` (default) requires an enrollment or orchestrator token in
+    /// every hello; `open` also accepts legacy clients without one. State is where this is
+    /// decided: it has the database.
+    #[serde(default)]
+    pub orchestrator_auth: OrchestratorAuth,
 }
 
 fn default_host() -> String {
@@ -162,6 +168,15 @@ pub async fn launch(
     bus: Bus,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    match settings.orchestrator_auth {
+        OrchestratorAuth::Open => tracing::warn!(
+            "ORCHESTRATOR_AUTH=open: hellos WITHOUT a token are accepted and may claim any \
+             orchestrator id; use it only to migrate legacy clients, then set ORCHESTRATOR_AUTH=token"
+        ),
+        OrchestratorAuth::Token => {
+            tracing::info!("ORCHESTRATOR_AUTH=token: every hello needs an orchestrator token");
+        }
+    }
     let ctx = StateContext {
         settings: Arc::new(settings),
         liveness,

@@ -9,18 +9,21 @@ use chrono::Utc;
 use futures::StreamExt;
 use moolai_bus::events::{DisconnectEvent, HeartbeatEvent, HelloReply, HelloRequest, StatusEvent};
 use moolai_bus::{Bus, Kind, Subjects};
-use moolai_config::LivenessSettings;
+use moolai_config::{LivenessSettings, OrchestratorAuth};
 use moolai_e2e::wait_until;
 use moolai_protocol::{Dialect, Status};
 use moolai_state::StateSettings;
-use moolai_store::Store;
+use moolai_store::{Actor, CredentialKind, NewOrchestratorCredential, NewOrganization, Store};
 use moolai_store_postgres::testing::TestDatabase;
 use tokio_util::sync::CancellationToken;
 
 const T: Duration = Duration::from_secs(10);
 
+/// Tests about other rules run with `open` authentication (hellos without tokens); the
+/// credential tests below use `token`.
 fn settings() -> StateSettings {
     StateSettings {
+        orchestrator_auth: OrchestratorAuth::Open,
         controller_host: "127.0.0.1".into(),
         state_metrics_port: 0,
         heartbeat_flush_interval_ms: 50,
@@ -57,6 +60,10 @@ struct Harness {
 }
 
 async fn start(replicas: usize, ttl_sec: u64) -> Harness {
+    start_with(replicas, ttl_sec, OrchestratorAuth::Open).await
+}
+
+async fn start_with(replicas: usize, ttl_sec: u64, auth: OrchestratorAuth) -> Harness {
     let db = TestDatabase::create().await;
     let ttl = Duration::from_secs(ttl_sec);
     let store: Arc<dyn Store> = Arc::new(db.store(ttl).await);
@@ -78,7 +85,10 @@ async fn start(replicas: usize, ttl_sec: u64) -> Harness {
             .expect("nats");
         let replica_store: Arc<dyn Store> = Arc::new(db.store(ttl).await);
         handles.push(tokio::spawn(moolai_state::launch(
-            settings(),
+            StateSettings {
+                orchestrator_auth: auth,
+                ..settings()
+            },
             liveness.clone(),
             replica_store,
             replica_bus,
@@ -96,15 +106,15 @@ async fn start(replicas: usize, ttl_sec: u64) -> Harness {
 
 impl Harness {
     async fn hello(&self, id: &str, session: &str) -> HelloReply {
+        self.request(&hello(id, session)).await
+    }
+
+    async fn request(&self, request: &HelloRequest) -> HelloReply {
         let deadline = tokio::time::Instant::now() + T;
         loop {
             match self
                 .bus
-                .request(
-                    self.bus.subjects().hello(),
-                    &hello(id, session),
-                    Duration::from_secs(5),
-                )
+                .request(self.bus.subjects().hello(), request, Duration::from_secs(5))
                 .await
             {
                 Ok(r) => return r,
@@ -287,5 +297,157 @@ async fn only_the_current_sessions_disconnect_counts_and_the_sweep_expires() {
             break;
         }
     }
+    h.stop().await;
+}
+
+// ---- orchestrator credentials ----------------------------------------------------------------
+
+fn token_hello(id: &str, organization_id: Option<&str>, token: Option<&str>) -> HelloRequest {
+    HelloRequest {
+        organization_id: organization_id.map(Into::into),
+        auth_token: token.map(Into::into),
+        ..hello(id, &format!("s-{id}-{}", uuid::Uuid::new_v4().simple()))
+    }
+}
+
+/// Creates a credential through the store (as the api would) and returns its token.
+async fn credential(
+    store: &dyn Store,
+    kind: CredentialKind,
+    organization_id: &str,
+    orchestrator_id: Option<&str>,
+) -> (String, String) {
+    let prefix = match kind {
+        CredentialKind::Enrollment => moolai_store::ENROLLMENT_TOKEN_PREFIX,
+        CredentialKind::Orchestrator => moolai_store::ORCHESTRATOR_TOKEN_PREFIX,
+    };
+    let token = format!(
+        "{prefix}{}",
+        uuid::Uuid::new_v4().simple().to_string().repeat(2)
+    );
+    let record = store
+        .create_orchestrator_credential(
+            &NewOrchestratorCredential {
+                kind,
+                organization_id: organization_id.into(),
+                orchestrator_id: orchestrator_id.map(Into::into),
+                name: None,
+                token_hash: moolai_store::token_hash(&token),
+                expires_at: None,
+            },
+            &Actor::system(),
+        )
+        .await
+        .expect("credential");
+    (record.credential_id, token)
+}
+
+async fn organization(store: &dyn Store, id: &str) {
+    store
+        .create_organization(
+            &NewOrganization {
+                organization_id: id.into(),
+                name: id.into(),
+                location: None,
+                metadata: None,
+                features: None,
+                settings: None,
+            },
+            &Actor::system(),
+        )
+        .await
+        .expect("organization");
+}
+
+fn refused(reply: &HelloReply) -> &str {
+    match reply {
+        HelloReply::Rejected { code, .. } => code,
+        HelloReply::Accepted { .. } => panic!("accepted: {reply:?}"),
+    }
+}
+
+#[tokio::test]
+async fn token_mode_requires_a_valid_credential_of_the_right_organization() {
+    let h = start_with(1, 120, OrchestratorAuth::Token).await;
+    let store = h.store.as_ref();
+    organization(store, "org-a").await;
+    organization(store, "org-b").await;
+    let (enroll_a_id, enroll_a) =
+        credential(store, CredentialKind::Enrollment, "org-a", None).await;
+    let (_, enroll_b) = credential(store, CredentialKind::Enrollment, "org-b", None).await;
+
+    // No token, a malformed one, an unknown one.
+    assert_eq!(
+        refused(&h.request(&token_hello("o-1", None, None)).await),
+        "unauthorized"
+    );
+    for bad in [
+        "tok_abc",
+        "moo_enr_short",
+        &format!("moo_enr_{}", "0".repeat(64)),
+    ] {
+        let reply = h.request(&token_hello("o-1", None, Some(bad))).await;
+        assert_eq!(refused(&reply), "unauthorized", "{bad}");
+    }
+    assert!(
+        h.store
+            .get_orchestrator("o-1")
+            .await
+            .expect("read")
+            .is_none()
+    );
+
+    // An enrollment token registers a new id in its organization, whatever the hello names.
+    let reply = h.request(&token_hello("o-1", None, Some(&enroll_a))).await;
+    let HelloReply::Accepted { provisioning, .. } = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(provisioning.organization_id, "org-a");
+    let reply = h
+        .request(&token_hello("o-2", Some("org-b"), Some(&enroll_a)))
+        .await;
+    assert_eq!(refused(&reply), "organization_mismatch");
+    // Another organization's token cannot claim org-a's orchestrator.
+    let reply = h.request(&token_hello("o-1", None, Some(&enroll_b))).await;
+    assert_eq!(refused(&reply), "organization_mismatch");
+    let rec = h
+        .store
+        .get_orchestrator("o-1")
+        .await
+        .expect("read")
+        .expect("o-1");
+    assert_eq!(rec.organization_id, "org-a");
+
+    // A per-orchestrator token: only for its orchestrator; once it exists, the enrollment
+    // token no longer claims that orchestrator.
+    let (_, own) = credential(store, CredentialKind::Orchestrator, "org-a", Some("o-1")).await;
+    let reply = h.request(&token_hello("o-9", None, Some(&own))).await;
+    assert_eq!(refused(&reply), "forbidden");
+    let reply = h.request(&token_hello("o-1", None, Some(&own))).await;
+    assert!(matches!(reply, HelloReply::Accepted { .. }), "{reply:?}");
+    let reply = h.request(&token_hello("o-1", None, Some(&enroll_a))).await;
+    assert_eq!(refused(&reply), "unauthorized");
+
+    // A revoked token stops working.
+    h.store
+        .revoke_orchestrator_credential(&enroll_a_id, &Actor::system())
+        .await
+        .expect("revoke")
+        .expect("exists");
+    let reply = h.request(&token_hello("o-3", None, Some(&enroll_a))).await;
+    assert_eq!(refused(&reply), "unauthorized");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn open_mode_accepts_legacy_hellos_but_still_checks_presented_tokens() {
+    let h = start_with(1, 120, OrchestratorAuth::Open).await;
+    let reply = h.request(&token_hello("legacy", Some("org-l"), None)).await;
+    assert!(matches!(reply, HelloReply::Accepted { .. }), "{reply:?}");
+    let bad = format!("moo_orc_{}", "a".repeat(64));
+    let reply = h
+        .request(&token_hello("legacy", Some("org-l"), Some(&bad)))
+        .await;
+    assert_eq!(refused(&reply), "unauthorized");
     h.stop().await;
 }

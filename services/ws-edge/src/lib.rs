@@ -1,6 +1,8 @@
 //! The WebSocket edge: terminates orchestrator sockets and speaks NATS.
 //!
-//! - [`socket`]: one task per socket — hello (acknowledged only after state committed it),
+//! - [`socket`]: one task per socket — hello (its token, from the upgrade's `Authorization`
+//!   or the hello, forwarded to state, which checks it; acknowledged only after state
+//!   committed it; in `token` mode a hello without any token is refused here),
 //!   frame validation, rate limiting, heartbeats published, other frames forwarded as requests,
 //!   commands written back, close codes as the protocol says;
 //! - [`registry`]: which orchestrator is on which socket of this edge, so commands arriving on
@@ -28,6 +30,7 @@ use axum::routing::get;
 use futures::StreamExt;
 use moolai_bus::events::Command;
 use moolai_bus::{Bus, Kind};
+use moolai_config::OrchestratorAuth;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -86,9 +89,10 @@ pub struct EdgeSettings {
     /// Deadline for closing every socket on shutdown.
     #[serde(default = "default_grace")]
     pub shutdown_grace_sec: u64,
-    /// `open`: accept orchestrators without credentials (legacy clients). Logged loudly.
-    #[serde(default = "default_auth")]
-    pub orchestrator_auth: String,
+    /// `ORCHESTRATOR_AUTH`: in `token` mode (default) a hello without any token is refused
+    /// here, before state is asked; state checks every token (and decides in both modes).
+    #[serde(default)]
+    pub orchestrator_auth: OrchestratorAuth,
 }
 
 fn default_host() -> String {
@@ -139,9 +143,6 @@ fn default_hello_commit() -> u64 {
 fn default_grace() -> u64 {
     10
 }
-fn default_auth() -> String {
-    "open".into()
-}
 
 impl EdgeSettings {
     /// # Errors
@@ -182,11 +183,6 @@ impl EdgeSettings {
         anyhow::ensure!(
             self.ws_max_handshakes_per_sec >= 1,
             "WS_MAX_HANDSHAKES_PER_SEC must be at least 1"
-        );
-        anyhow::ensure!(
-            self.orchestrator_auth == "open",
-            "ORCHESTRATOR_AUTH={:?} is not supported by this version: only \"open\"",
-            self.orchestrator_auth
         );
         if let Some(id) = &self.edge_id {
             moolai_protocol::validate_id("EDGE_ID", id)
@@ -229,10 +225,15 @@ impl EdgeService {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
         let edge_id = settings.edge_id.clone().unwrap_or_else(default_edge_id);
-        if settings.orchestrator_auth == "open" {
-            tracing::warn!(
-                "ORCHESTRATOR_AUTH=open: orchestrators are accepted WITHOUT credentials; any client can claim any orchestrator id"
-            );
+        match settings.orchestrator_auth {
+            OrchestratorAuth::Open => tracing::warn!(
+                "ORCHESTRATOR_AUTH=open: orchestrators WITHOUT credentials are accepted (if state \
+                 is open too) and may claim any orchestrator id; use it only to migrate legacy \
+                 clients"
+            ),
+            OrchestratorAuth::Token => {
+                tracing::info!("ORCHESTRATOR_AUTH=token: hellos without a token are refused");
+            }
         }
         let edge = Arc::new(Edge {
             slots: Arc::new(Semaphore::new(settings.ws_max_connections)),
@@ -427,12 +428,23 @@ async fn route_commands(edge: Arc<Edge>, mut commands: moolai_bus::Deliveries) {
                     });
                 }
             }
-            Command::Close { code, reason } => {
-                handle.send(socket::Outbound::Close {
-                    code,
-                    reason,
-                    disconnect_reason: "closed_by_controller",
-                });
+            Command::Close {
+                code,
+                reason,
+                session_id,
+            } => {
+                if session_id.is_none_or(|s| *handle.session_id == *s) {
+                    let disconnect_reason = if code == socket::CLOSE_CREDENTIAL_REVOKED {
+                        "credential_revoked"
+                    } else {
+                        "closed_by_controller"
+                    };
+                    handle.send(socket::Outbound::Close {
+                        code,
+                        reason,
+                        disconnect_reason,
+                    });
+                }
             }
         }
     }

@@ -1,9 +1,11 @@
 //! One orchestrator socket, from upgrade to close.
 //!
 //! Close codes: 1000 idle timeout, 1001 edge shutting down, 1003 binary frame, 1008 policy
-//! (no hello in time, first frame not a hello, rejected hello, flood, repeated garbage),
-//! 1009 frame too large, 1013 controller cannot register right now (retry), 4000 replaced by a
-//! newer connection of the same orchestrator, 4004 deregistered by an operator.
+//! (no hello in time, first frame not a hello, rejected hello — including a missing, wrong,
+//! revoked or other organization's credential — flood, repeated garbage), 1009 frame too
+//! large, 1013 controller cannot register right now (retry), 4000 replaced by a newer
+//! connection of the same orchestrator, 4001 the credential it registered with was revoked,
+//! 4004 deregistered by an operator.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use moolai_bus::events::{
     HelloRequest,
 };
 use moolai_bus::{BusError, Kind};
+use moolai_config::OrchestratorAuth;
 use moolai_protocol::{
     ClientFrame, Decoded, ErrorFrame, HandshakeAck, Hello, MonitoringChange, ServerFrame,
     decode_client_frame, now_rfc3339,
@@ -34,6 +37,9 @@ pub const CLOSE_POLICY: u16 = 1008;
 pub const CLOSE_TOO_BIG: u16 = 1009;
 pub const CLOSE_TRY_AGAIN: u16 = 1013;
 pub const CLOSE_REPLACED: u16 = 4000;
+/// The credential the socket registered with was revoked (sent by the api through a
+/// `Command::Close`).
+pub const CLOSE_CREDENTIAL_REVOKED: u16 = 4001;
 
 /// Something to write to the socket, queued by the command router.
 #[derive(Debug)]
@@ -225,6 +231,19 @@ async fn session(
 ) {
     let started = Instant::now();
     let session_id = uuid::Uuid::now_v7().to_string();
+    let auth_token = bearer.or(hello.auth_token).filter(|t| !t.is_empty());
+    if auth_token.is_none() && edge.settings.orchestrator_auth == OrchestratorAuth::Token {
+        // Decided before any acknowledgement, without a round trip to state.
+        metrics::counter!("moolai_edge_hellos_total", "outcome" => "rejected").increment(1);
+        reject(
+            &mut socket,
+            "unauthorized",
+            "this controller requires an orchestrator token: send Authorization: Bearer <token> \
+             on the upgrade or auth_token in the hello",
+        )
+        .await;
+        return;
+    }
     let request = HelloRequest {
         orchestrator_id: hello.orchestrator_id.clone(),
         organization_id: hello.organization_id.clone(),
@@ -233,7 +252,7 @@ async fn session(
         features: hello.features,
         metadata: hello.metadata,
         dialect: hello.dialect,
-        auth_token: bearer.or(hello.auth_token),
+        auth_token,
         session_id: session_id.clone(),
         edge_id: edge.edge_id.clone(),
         remote_addr: Some(addr.to_string()),
@@ -256,23 +275,7 @@ async fn session(
         }) => (provisioning, pending_messages),
         Ok(HelloReply::Rejected { code, message }) => {
             metrics::counter!("moolai_edge_hellos_total", "outcome" => "rejected").increment(1);
-            let retry = code == "unavailable";
-            let _ = send(
-                &mut socket,
-                &ServerFrame::Error(ErrorFrame {
-                    code: code.clone(),
-                    message: message.clone(),
-                    retry_after_sec: retry.then_some(5),
-                }),
-            )
-            .await;
-            let close_code = if retry { CLOSE_TRY_AGAIN } else { CLOSE_POLICY };
-            close(
-                &mut socket,
-                close_code,
-                &truncate(&format!("hello rejected: {code}")),
-            )
-            .await;
+            reject(&mut socket, &code, &message).await;
             return;
         }
         Err(e) => {
@@ -405,6 +408,29 @@ async fn session(
         }
     }
     tracing::debug!("socket closed");
+}
+
+/// Refuses a hello: an `error` frame, then close 1013 (retry later) when the controller is
+/// unavailable, else 1008 with `hello rejected: <code>` (a missing, wrong, revoked or other
+/// organization's credential is `unauthorized`, `forbidden` or `organization_mismatch`).
+async fn reject(socket: &mut WebSocket, code: &str, message: &str) {
+    let retry = code == "unavailable";
+    let _ = send(
+        socket,
+        &ServerFrame::Error(ErrorFrame {
+            code: code.to_owned(),
+            message: message.to_owned(),
+            retry_after_sec: retry.then_some(5),
+        }),
+    )
+    .await;
+    let close_code = if retry { CLOSE_TRY_AGAIN } else { CLOSE_POLICY };
+    close(
+        socket,
+        close_code,
+        &truncate(&format!("hello rejected: {code}")),
+    )
+    .await;
 }
 
 async fn report_delivery(edge: &Edge, s: &Session, message_id: String) {

@@ -2,6 +2,7 @@
 //! answers hellos and frames. Covers the socket rules: close codes, limits, dialects,
 //! commands, replacement and shutdown.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -9,7 +10,9 @@ use moolai_bus::events::{
     Command, DisconnectEvent, FrameReply, HeartbeatEvent, HelloReply, HelloRequest,
 };
 use moolai_bus::{Bus, Kind, Subjects};
-use moolai_e2e::client::{TestSocket, connect_and_hello, handshake, register};
+use moolai_e2e::client::{
+    TestSocket, connect_and_hello, connect_and_hello_with, handshake, register, with_token,
+};
 use moolai_protocol::{MonitoringChange, Provisioning, ServerFrame};
 use moolai_ws_edge::EdgeSettings;
 use serde_json::json;
@@ -30,14 +33,21 @@ fn settings() -> EdgeSettings {
         "ws_rate_limit_burst": 20,
         "ws_max_invalid_frames": 5,
         "ws_max_connections": 50,
-        "shutdown_grace_sec": 3
+        "shutdown_grace_sec": 3,
+        // The stand-in state accepts every hello; token mode has its own tests below.
+        "orchestrator_auth": "open"
     }))
     .expect("settings")
 }
 
+/// (orchestrator id, auth_token) of each hello the stand-in state answered.
+type SeenTokens = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
 struct Harness {
     url: String,
     http_url: String,
+    /// The `auth_token` of every hello the stand-in state received, by orchestrator id.
+    tokens: SeenTokens,
     bus: Bus,
     stop: CancellationToken,
     edge: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -54,8 +64,10 @@ async fn start(settings: EdgeSettings, state: bool) -> Harness {
     )
     .await
     .expect("nats");
+    let tokens = Arc::new(Mutex::new(Vec::new()));
     if state {
         let mut hellos = bus.subscribe(bus.subjects().hello()).await.expect("sub");
+        let seen = tokens.clone();
         let mut frames = bus
             .subscribe(bus.subjects().all(Kind::Frame))
             .await
@@ -64,6 +76,9 @@ async fn start(settings: EdgeSettings, state: bool) -> Harness {
         tokio::spawn(async move {
             while let Some(d) = hellos.next().await {
                 let req: HelloRequest = d.json().expect("hello request");
+                seen.lock()
+                    .expect("lock")
+                    .push((req.orchestrator_id.clone(), req.auth_token.clone()));
                 let reply = if req.orchestrator_id.starts_with("reject-") {
                     HelloReply::Rejected {
                         code: "organization_mismatch".into(),
@@ -115,6 +130,7 @@ async fn start(settings: EdgeSettings, state: bool) -> Harness {
     Harness {
         url: format!("ws://127.0.0.1:{port}/ws"),
         http_url: format!("http://127.0.0.1:{port}/"),
+        tokens,
         bus,
         stop,
         edge,
@@ -357,6 +373,7 @@ async fn commands_reach_the_socket_and_a_newer_session_replaces_the_old() {
     let close = Command::Close {
         code: 4004,
         reason: "deregistered".into(),
+        session_id: None,
     };
     h.bus
         .publish(
@@ -443,5 +460,123 @@ async fn admission_control_refuses_upgrades_past_the_cap() {
     assert_eq!(r.status().as_u16(), 426);
     let body: serde_json::Value = r.json().await.expect("json");
     assert_eq!(body["error"]["code"], "upgrade_required");
+    h.stop.cancel();
+}
+
+// ---- orchestrator authentication --------------------------------------------------------------
+
+fn token_mode() -> EdgeSettings {
+    EdgeSettings {
+        orchestrator_auth: moolai_config::OrchestratorAuth::Token,
+        ..settings()
+    }
+}
+
+#[tokio::test]
+async fn token_mode_refuses_a_hello_without_a_token_before_any_acknowledgement() {
+    let h = start(token_mode(), true).await;
+    for hello in [register("no-token", "org"), handshake("no-token")] {
+        let mut s = TestSocket::connect(&h.url).await.expect("connect");
+        s.send(&hello).await.expect("send");
+        let first = s.next(T).await.expect("a frame");
+        assert_eq!(first["type"], "error", "{first}");
+        assert_eq!(first["code"], "unauthorized");
+        let closed = s.expect_close(T).await.expect("closed");
+        assert_eq!(closed.code, 1008);
+        assert_eq!(closed.reason, "hello rejected: unauthorized");
+    }
+    // State was never asked.
+    assert!(h.tokens.lock().expect("lock").is_empty());
+    h.stop.cancel();
+}
+
+#[tokio::test]
+async fn the_token_reaches_state_from_the_upgrade_header_or_the_hello() {
+    let h = start(token_mode(), true).await;
+    let (_a, _) = connect_and_hello_with(
+        &h.url,
+        &register("by-header", "org"),
+        Some("moo_enr_header"),
+        T,
+    )
+    .await
+    .expect("hello with a header token");
+    let (_b, _) = connect_and_hello(
+        &h.url,
+        &with_token(handshake("by-hello"), "moo_enr_hello"),
+        T,
+    )
+    .await
+    .expect("hello with an auth_token");
+    // The header wins when both are given.
+    let (_c, _) = connect_and_hello_with(
+        &h.url,
+        &with_token(handshake("both"), "moo_enr_hello"),
+        Some("moo_enr_header"),
+        T,
+    )
+    .await
+    .expect("hello with both");
+    let tokens = h.tokens.lock().expect("lock").clone();
+    assert_eq!(
+        tokens,
+        vec![
+            ("by-header".to_owned(), Some("moo_enr_header".to_owned())),
+            ("by-hello".to_owned(), Some("moo_enr_hello".to_owned())),
+            ("both".to_owned(), Some("moo_enr_header".to_owned())),
+        ]
+    );
+    h.stop.cancel();
+}
+
+#[tokio::test]
+async fn a_revoked_credential_closes_only_the_session_that_used_it_with_4001() {
+    let h = start(settings(), true).await;
+    let mut disconnects = h
+        .bus
+        .subscribe(h.bus.subjects().all(Kind::Disconnect))
+        .await
+        .expect("sub");
+    h.bus.flush().await.expect("flush");
+    let mut a = TestSocket::connect(&h.url).await.expect("connect");
+    a.send(&register("rev", "org")).await.expect("hello");
+    let ack = a.expect("handshake_ack", T).await.expect("ack");
+    let session = ack["session_id"].as_str().expect("session id").to_owned();
+    a.expect("provisioning", T).await.expect("provisioning");
+
+    // A revocation naming another session (an older socket of the same orchestrator) leaves
+    // this one open.
+    let subject = h.bus.subjects().orchestrator(Kind::Command, "org", "rev");
+    let revoke = |session_id: &str| Command::Close {
+        code: 4001,
+        reason: "credential revoked".into(),
+        session_id: Some(session_id.to_owned()),
+    };
+    h.bus
+        .publish(subject.clone(), &revoke("an-older-session"))
+        .await
+        .expect("publish");
+    a.send(&json!({"type": "keepalive"})).await.expect("send");
+    a.expect("keepalive_ack", T).await.expect("still open");
+
+    h.bus
+        .publish(subject, &revoke(&session))
+        .await
+        .expect("publish");
+    let started = std::time::Instant::now();
+    let closed = a.expect_close(T).await.expect("closed");
+    assert_eq!(closed.code, 4001);
+    assert_eq!(closed.reason, "credential revoked");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let m = tokio::time::timeout(T, disconnects.next())
+        .await
+        .expect("disconnect")
+        .expect("msg");
+    let ev: DisconnectEvent = m.json().expect("json");
+    assert_eq!(ev.reason, "credential_revoked");
     h.stop.cancel();
 }

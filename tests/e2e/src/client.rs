@@ -27,7 +27,27 @@ impl TestSocket {
     /// # Errors
     /// When the upgrade fails.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let (ws, _) = tokio_tungstenite::connect_async(url)
+        Self::connect_with(url, None).await
+    }
+
+    /// Connects, with `Authorization: Bearer <token>` on the upgrade when given.
+    ///
+    /// # Errors
+    /// When the upgrade fails.
+    pub async fn connect_with(url: &str, bearer: Option<&str>) -> anyhow::Result<Self> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+        let mut request = url
+            .into_client_request()
+            .with_context(|| format!("bad url {url}"))?;
+        if let Some(token) = bearer {
+            request.headers_mut().insert(
+                "authorization",
+                format!("Bearer {token}")
+                    .parse()
+                    .context("token is not a header value")?,
+            );
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(request)
             .await
             .with_context(|| format!("connecting to {url}"))?;
         Ok(Self {
@@ -154,6 +174,13 @@ impl TestSocket {
     }
 }
 
+/// `hello` with `auth_token` set (at the top level: both dialects read it there).
+#[must_use]
+pub fn with_token(mut hello: Value, token: &str) -> Value {
+    hello["auth_token"] = Value::from(token);
+    hello
+}
+
 /// HLD-dialect hello.
 #[must_use]
 pub fn register(id: &str, org: &str) -> Value {
@@ -180,9 +207,22 @@ pub async fn connect_and_hello(
     hello: &Value,
     timeout: Duration,
 ) -> anyhow::Result<(TestSocket, Value)> {
+    connect_and_hello_with(url, hello, None, timeout).await
+}
+
+/// [`connect_and_hello`] with `Authorization: Bearer <token>` on the upgrade.
+///
+/// # Errors
+/// When the hello is not acknowledged within `timeout`.
+pub async fn connect_and_hello_with(
+    url: &str,
+    hello: &Value,
+    bearer: Option<&str>,
+    timeout: Duration,
+) -> anyhow::Result<(TestSocket, Value)> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let mut s = TestSocket::connect(url).await?;
+        let mut s = TestSocket::connect_with(url, bearer).await?;
         s.send(hello).await?;
         let first = s.next(Duration::from_secs(15)).await;
         match first {

@@ -7,7 +7,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use crate::client::{TestSocket, connect_and_hello, handshake, register};
+use crate::client::{
+    TestSocket, connect_and_hello, connect_and_hello_with, handshake, register, with_token,
+};
 use crate::{nats_url, wait_until};
 
 const T: Duration = Duration::from_secs(10);
@@ -57,6 +59,31 @@ impl Api {
             .as_str()
             .unwrap_or_default()
             .to_owned()
+    }
+
+    /// Creates the organization (when missing) and an enrollment token for it; returns the
+    /// token, which an orchestrator presents to register in that organization.
+    pub async fn enrollment_token(&self, organization_id: &str) -> String {
+        let (status, body) = self
+            .send(
+                reqwest::Method::POST,
+                "/api/v1/controller/organizations",
+                &json!({"organization_id": organization_id, "name": organization_id}),
+            )
+            .await;
+        assert!(
+            status == 201 || status == 409,
+            "create {organization_id}: {body}"
+        );
+        let (status, body) = self
+            .send(
+                reqwest::Method::POST,
+                &format!("/api/v1/internal/organizations/{organization_id}/enrollment-tokens"),
+                &json!({"name": "e2e"}),
+            )
+            .await;
+        assert_eq!(status, 201, "enrollment token: {body}");
+        body["token"].as_str().expect("token").to_owned()
     }
 
     pub async fn wait_status(&self, id: &str, want: &str, timeout: Duration) {
@@ -115,17 +142,37 @@ pub async fn fleet_scenario(
     // The dashboard's live stream, read as a browser would.
     let live = LiveEvents::subscribe(&api).await;
 
+    // Orchestrators enroll with a token of their organization: in the upgrade's
+    // Authorization header (orch-a) or in the hello (orch-b, a deployed client that cannot set
+    // headers; its hello names no organization, the token decides).
+    let e2e_token = api.enrollment_token("org-e2e").await;
+    let default_token = api.enrollment_token("default").await;
+
     // HLD dialect on edge 0 at /ws; deployed dialect on edge 1 at /.
-    let (mut a, prov_a) = connect_and_hello(&edges[0], &register("orch-a", "org-e2e"), T)
-        .await
-        .expect("hello a");
+    let (mut a, prov_a) = connect_and_hello_with(
+        &edges[0],
+        &register("orch-a", "org-e2e"),
+        Some(&e2e_token),
+        T,
+    )
+    .await
+    .expect("hello a");
     assert_eq!(prov_a["data"]["orchestrator_id"], "orch-a");
     assert_eq!(prov_a["data"]["organization_id"], "org-e2e");
     assert_eq!(prov_a["data"]["is_independent"], false);
-    let (mut b, prov_b) = connect_and_hello(&edges[1], &handshake("orch-b"), T)
-        .await
-        .expect("hello b");
+    let (mut b, prov_b) = connect_and_hello(
+        &edges[1],
+        &with_token(handshake("orch-b"), &default_token),
+        T,
+    )
+    .await
+    .expect("hello b");
     assert_eq!(prov_b["data"]["orchestrator_id"], "orch-b");
+    assert_eq!(prov_b["data"]["organization_id"], "default");
+    assert!(
+        !prov_b.to_string().contains(&default_token),
+        "the token is not echoed"
+    );
     assert_eq!(prov_b["data"]["features"]["cache"], true);
 
     // Heartbeats make both active in the listing.
@@ -313,7 +360,7 @@ pub async fn fleet_scenario(
     .expect("delivered_at");
 
     // A second connection for orch-a on the other edge replaces the first cleanly.
-    let (mut a2, _) = connect_and_hello(&edges[1], &handshake("orch-a"), T)
+    let (mut a2, _) = connect_and_hello_with(&edges[1], &handshake("orch-a"), Some(&e2e_token), T)
         .await
         .expect("hello a2");
     let closed = a.expect_close(T).await.expect("old socket closed");
@@ -342,13 +389,19 @@ pub async fn fleet_scenario(
         "orch-b:inactive:disconnected",
         "orch-a:inactive:ttl_expired",
     ];
+    // The sweep (every second) publishes the TTL transition some time after the status is
+    // derived inactive: wait for the events with a deadline, not for a quiet spell.
     if let Some((_, _, statuses)) = outside.as_mut() {
         let mut reasons = Vec::new();
-        while let Ok(Some(m)) =
-            tokio::time::timeout(Duration::from_millis(500), statuses.next()).await
-        {
-            let v: Value = serde_json::from_slice(&m.payload).expect("json");
-            reasons.push(status_key(&v));
+        let deadline = tokio::time::Instant::now() + T;
+        while !wanted.iter().all(|w| reasons.iter().any(|r| r == w)) {
+            match tokio::time::timeout_at(deadline, statuses.next()).await {
+                Ok(Some(m)) => {
+                    let v: Value = serde_json::from_slice(&m.payload).expect("json");
+                    reasons.push(status_key(&v));
+                }
+                _ => break,
+            }
         }
         for want in wanted {
             assert!(
@@ -357,7 +410,7 @@ pub async fn fleet_scenario(
             );
         }
     }
-    let streamed = live.collected().await;
+    let streamed = live.collected_until(&wanted, T).await;
     for want in wanted {
         assert!(
             streamed.iter().any(|r| r == want),
@@ -420,8 +473,17 @@ impl LiveEvents {
         Self { seen, task }
     }
 
-    async fn collected(self) -> Vec<String> {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    /// What was seen once every `wanted` event arrived, or at the deadline.
+    async fn collected_until(self, wanted: &[&str], within: Duration) -> Vec<String> {
+        let seen = self.seen.clone();
+        let _ = wait_until(within, "the live events", || {
+            let seen = seen.clone();
+            async move {
+                let seen = seen.lock().expect("lock");
+                wanted.iter().all(|w| seen.iter().any(|s| s == w))
+            }
+        })
+        .await;
         self.task.abort();
         self.seen.lock().expect("lock").clone()
     }

@@ -130,6 +130,8 @@ async fn every_service_stops_cleanly_on_sigterm() {
     let mut stack = Stack::start(StackOptions {
         edges: 1,
         states: 1,
+        // About shutdown, not authentication: a legacy client without a token.
+        extra: vec![("ORCHESTRATOR_AUTH".into(), "open".into())],
         ..StackOptions::default()
     })
     .await
@@ -172,4 +174,144 @@ async fn every_service_stops_cleanly_on_sigterm() {
             "{name} exited with {status} on SIGTERM\n{logs}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_commands_create_users_and_api_tokens_in_the_database() {
+    let stack = Stack::start(StackOptions {
+        edges: 1,
+        states: 1,
+        ..StackOptions::default()
+    })
+    .await
+    .expect("stack");
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let mut cmd =
+            std::process::Command::new(moolai_e2e::bin_dir().expect("bins").join("moolai-api"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &stack.env.database_url)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("moolai-api admin");
+        {
+            use std::io::Write as _;
+            let mut input = child.stdin.take().expect("stdin");
+            if let Some(line) = stdin {
+                writeln!(input, "{line}").expect("write");
+            }
+        }
+        let out = child.wait_with_output().expect("output");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(
+        &[
+            "admin",
+            "create-user",
+            "--username",
+            "ops-cli",
+            "--role",
+            "superadmin",
+            "--password-stdin",
+        ],
+        Some("cli-password-1234"),
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("created user ops-cli (superadmin)"), "{out}");
+    // A generated password is printed once.
+    let (ok, out, err) = run(
+        &[
+            "admin",
+            "create-user",
+            "--username",
+            "gen",
+            "--role",
+            "viewer",
+        ],
+        None,
+    );
+    assert!(ok, "{out}{err}");
+    let generated = out
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .expect("generated password")
+        .to_owned();
+    // Refusals name the problem and exit non-zero.
+    let (ok, _, err) = run(
+        &[
+            "admin",
+            "create-user",
+            "--username",
+            "ops-cli",
+            "--role",
+            "viewer",
+            "--password-stdin",
+        ],
+        Some("another-password-1"),
+    );
+    assert!(!ok);
+    assert!(err.contains("already exists"), "{err}");
+    let (ok, _, err) = run(
+        &["admin", "create-user", "--username", "x", "--role", "root"],
+        None,
+    );
+    assert!(!ok);
+    assert!(err.contains("not a role"), "{err}");
+    let (ok, out, err) = run(
+        &[
+            "admin",
+            "create-api-token",
+            "--name",
+            "ci",
+            "--role",
+            "viewer",
+        ],
+        None,
+    );
+    assert!(ok, "{out}{err}");
+    let token = out
+        .lines()
+        .find_map(|l| l.strip_prefix("token: "))
+        .expect("token")
+        .to_owned();
+    let (ok, out, _) = run(&["admin", "list-users"], None);
+    assert!(ok);
+    assert!(
+        out.contains("ops-cli\tsuperadmin") && out.contains("gen\tviewer"),
+        "{out}"
+    );
+    assert!(!out.contains("argon2"));
+
+    let http = reqwest::Client::new();
+    for (user, password) in [
+        ("ops-cli", "cli-password-1234"),
+        ("gen", generated.as_str()),
+    ] {
+        let response = http
+            .post(format!("{}/api/v1/internal/auth/login", stack.api_url()))
+            .json(&serde_json::json!({"username": user, "password": password}))
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(response.status(), 200, "{user}");
+    }
+    let response = http
+        .get(format!("{}/api/v1/internal/auth/me", stack.api_url()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("me");
+    assert_eq!(response.status(), 200);
+    let logs = stack.logs();
+    stack.shutdown().await;
+    assert!(
+        !logs.contains("cli-password-1234") && !logs.contains(&token),
+        "{logs}"
+    );
 }

@@ -29,7 +29,7 @@ const AUDIT_PAGE_SIZE: u32 = 50;
 /// Longest cost report range.
 const MAX_COST_RANGE_DAYS: i64 = 400;
 
-/// Fleet statistics for the dashboard's first screen.
+/// Fleet statistics for the dashboard's first screen (over the caller's organizations).
 #[utoipa::path(
     get,
     path = "/api/v1/controller/overview",
@@ -39,8 +39,11 @@ const MAX_COST_RANGE_DAYS: i64 = 400;
 #[instrument(skip_all)]
 pub async fn overview(
     State(state): State<AppState>,
+    principal: Principal,
 ) -> Result<Json<DataResponse<Overview>>, ApiError> {
-    Ok(DataResponse::json(state.store.overview().await?))
+    Ok(DataResponse::json(
+        state.store.overview(principal.scope()).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -66,15 +69,19 @@ pub struct PageParams {
 #[instrument(skip_all)]
 pub async fn list_organizations(
     State(state): State<AppState>,
+    principal: Principal,
     Query(q): Query<PageParams>,
 ) -> Result<Json<DataResponse<Page<OrganizationRecord>>>, ApiError> {
     let (page, page_size) = validation::page(q.page, q.page_size, ORGANIZATIONS_PAGE_SIZE)?;
     Ok(DataResponse::json(
-        state.store.list_organizations(page, page_size).await?,
+        state
+            .store
+            .list_organizations(page, page_size, principal.scope())
+            .await?,
     ))
 }
 
-/// Creates an organization.
+/// Creates an organization (superadmin).
 #[utoipa::path(
     post,
     path = "/api/v1/controller/organizations",
@@ -126,6 +133,7 @@ pub async fn create_organization(
 #[instrument(skip_all, fields(organization_id = %organization_id))]
 pub async fn get_organization(
     State(state): State<AppState>,
+    principal: Principal,
     Path(organization_id): Path<String>,
 ) -> Result<Json<DataResponse<OrganizationRecord>>, ApiError> {
     validation::id_param("organization_id", &organization_id)?;
@@ -133,6 +141,8 @@ pub async fn get_organization(
         .store
         .get_organization(&organization_id)
         .await?
+        // Outside the caller's scope looks exactly like missing.
+        .filter(|o| principal.sees(&o.organization_id))
         .ok_or_else(|| ApiError::not_found(format!("organization {organization_id} not found")))?;
     Ok(DataResponse::json(record))
 }
@@ -154,16 +164,19 @@ pub struct OrchestratorListParams {
 
 async fn orchestrator_page(
     state: &AppState,
+    principal: &Principal,
     q: OrchestratorListParams,
 ) -> Result<Json<DataResponse<Page<OrchestratorRecord>>>, ApiError> {
     let (page, page_size) = validation::page(q.page, q.page_size, ORCHESTRATORS_PAGE_SIZE)?;
     validation::optional_id_param("organization_id", q.organization_id.as_deref())?;
+    principal.check_filter(q.organization_id.as_deref())?;
     let query = OrchestratorQuery {
         page,
         page_size,
         status: q.status,
         organization_id: q.organization_id,
         search: validation::text_filter("search", q.search)?,
+        scope: principal.scope_owned(),
     };
     Ok(DataResponse::json(
         state.store.list_orchestrators(&query).await?,
@@ -184,9 +197,10 @@ async fn orchestrator_page(
 #[instrument(skip_all)]
 pub async fn list_orchestrators(
     State(state): State<AppState>,
+    principal: Principal,
     Query(q): Query<OrchestratorListParams>,
 ) -> Result<Json<DataResponse<Page<OrchestratorRecord>>>, ApiError> {
-    orchestrator_page(&state, q).await
+    orchestrator_page(&state, &principal, q).await
 }
 
 /// The same listing as `/controller/orchestrators` (the seed's dashboard reads this path).
@@ -203,9 +217,10 @@ pub async fn list_orchestrators(
 #[instrument(skip_all)]
 pub async fn list_orchestrator_instances(
     State(state): State<AppState>,
+    principal: Principal,
     Query(q): Query<OrchestratorListParams>,
 ) -> Result<Json<DataResponse<Page<OrchestratorRecord>>>, ApiError> {
-    orchestrator_page(&state, q).await
+    orchestrator_page(&state, &principal, q).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -233,10 +248,12 @@ pub struct LiveParams {
 #[instrument(skip_all)]
 pub async fn live_orchestrators(
     State(state): State<AppState>,
+    principal: Principal,
     Query(q): Query<LiveParams>,
 ) -> Result<Json<DataResponse<Page<OrchestratorRecord>>>, ApiError> {
     orchestrator_page(
         &state,
+        &principal,
         OrchestratorListParams {
             page: q.page,
             page_size: q.page_size,
@@ -262,16 +279,20 @@ pub async fn live_orchestrators(
 #[instrument(skip_all, fields(orchestrator_id = %orchestrator_id))]
 pub async fn get_orchestrator(
     State(state): State<AppState>,
+    principal: Principal,
     Path(orchestrator_id): Path<String>,
 ) -> Result<Json<DataResponse<OrchestratorRecord>>, ApiError> {
     Ok(DataResponse::json(
-        existing_orchestrator(&state, &orchestrator_id).await?,
+        existing_orchestrator(&state, &principal, &orchestrator_id).await?,
     ))
 }
 
-/// Loads an orchestrator named in a path, 400 for an impossible id, 404 when missing.
+/// Loads an orchestrator named in a path: 400 for an impossible id, 404 when missing or
+/// outside the caller's scope (the two look the same, so nothing about another
+/// organization's orchestrators leaks).
 pub(crate) async fn existing_orchestrator(
     state: &AppState,
+    principal: &Principal,
     orchestrator_id: &str,
 ) -> Result<OrchestratorRecord, ApiError> {
     validation::id_param("orchestrator_id", orchestrator_id)?;
@@ -279,6 +300,7 @@ pub(crate) async fn existing_orchestrator(
         .store
         .get_orchestrator(orchestrator_id)
         .await?
+        .filter(|o| principal.sees(&o.organization_id))
         .ok_or_else(|| ApiError::not_found(format!("orchestrator {orchestrator_id} not found")))
 }
 
@@ -303,11 +325,12 @@ pub struct ConnectionParams {
 #[instrument(skip_all, fields(orchestrator_id = %orchestrator_id))]
 pub async fn list_connections(
     State(state): State<AppState>,
+    principal: Principal,
     Path(orchestrator_id): Path<String>,
     Query(q): Query<ConnectionParams>,
 ) -> Result<Json<DataResponse<Vec<ConnectionRecord>>>, ApiError> {
     let limit = validation::limit(q.limit, 50, 200)?;
-    existing_orchestrator(&state, &orchestrator_id).await?;
+    existing_orchestrator(&state, &principal, &orchestrator_id).await?;
     Ok(DataResponse::json(
         state
             .store
@@ -330,7 +353,7 @@ pub struct CostParams {
     pub orchestrator_id: Option<String>,
 }
 
-/// Reported usage and cost, aggregated (at most 400 days).
+/// Reported usage and cost, aggregated (at most 400 days), over the caller's organizations.
 #[utoipa::path(
     get,
     path = "/api/v1/controller/costs",
@@ -344,6 +367,7 @@ pub struct CostParams {
 #[instrument(skip_all)]
 pub async fn costs(
     State(state): State<AppState>,
+    principal: Principal,
     Query(q): Query<CostParams>,
 ) -> Result<Json<DataResponse<CostReport>>, ApiError> {
     let now = Utc::now();
@@ -365,6 +389,7 @@ pub async fn costs(
     }
     validation::optional_id_param("organization_id", q.organization_id.as_deref())?;
     validation::optional_id_param("orchestrator_id", q.orchestrator_id.as_deref())?;
+    principal.check_filter(q.organization_id.as_deref())?;
     let report = state
         .store
         .costs(&CostQuery {
@@ -373,6 +398,7 @@ pub async fn costs(
             organization_id: q.organization_id,
             orchestrator_id: q.orchestrator_id,
             granularity: q.granularity.unwrap_or_default(),
+            scope: principal.scope_owned(),
         })
         .await?;
     Ok(DataResponse::json(report))
@@ -413,9 +439,18 @@ pub struct AuditParams {
     /// e.g. `orchestrator:orch-001`.
     pub target: Option<String>,
     pub organization_id: Option<String>,
+    /// Only entries at or after this time (RFC 3339 or `YYYY-MM-DD`).
+    pub from: Option<String>,
+    /// Only entries before this time (RFC 3339, or `YYYY-MM-DD` meaning the end of that day).
+    pub to: Option<String>,
+    /// Only successful (`true`) or failed (`false`) attempts.
+    pub success: Option<bool>,
 }
 
-/// The audit log, newest first.
+/// The audit log, newest first: logins, user and token changes, independence toggles,
+/// message decisions, configuration updates, orchestrator registrations and
+/// deregistrations, with actor, target, time and client address. Scoped readers see the
+/// entries of their organizations only (not logins or account changes).
 #[utoipa::path(
     get,
     path = "/api/v1/controller/logs",
@@ -429,10 +464,21 @@ pub struct AuditParams {
 #[instrument(skip_all)]
 pub async fn audit_log(
     State(state): State<AppState>,
+    principal: Principal,
     Query(q): Query<AuditParams>,
 ) -> Result<Json<DataResponse<Page<AuditRecord>>>, ApiError> {
     let (page, page_size) = validation::page(q.page, q.page_size, AUDIT_PAGE_SIZE)?;
     validation::optional_id_param("organization_id", q.organization_id.as_deref())?;
+    principal.check_filter(q.organization_id.as_deref())?;
+    let from = q
+        .from
+        .as_deref()
+        .map(|s| parse_instant("from", s, false))
+        .transpose()?;
+    let to =
+        q.to.as_deref()
+            .map(|s| parse_instant("to", s, true))
+            .transpose()?;
     let query = AuditQuery {
         page,
         page_size,
@@ -440,6 +486,10 @@ pub async fn audit_log(
         actor: validation::text_filter("actor", q.actor)?,
         target: validation::text_filter("target", q.target)?,
         organization_id: q.organization_id,
+        from,
+        to,
+        success: q.success,
+        scope: principal.scope_owned(),
     };
     Ok(DataResponse::json(state.store.list_audit(&query).await?))
 }

@@ -15,6 +15,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path, Query};
 use crate::responses::{DataResponse, DoneResponse, MessageCreated};
+use crate::routes::controller::existing_orchestrator;
 use crate::state::AppState;
 use crate::validation;
 
@@ -53,7 +54,7 @@ pub async fn create_message(
     Path(orchestrator_id): Path<String>,
     Json(body): Json<NewMessageRequest>,
 ) -> Result<(StatusCode, Json<MessageCreated>), ApiError> {
-    validation::id_param("orchestrator_id", &orchestrator_id)?;
+    existing_orchestrator(&state, &principal, &orchestrator_id).await?;
     validate_message(&body.message_type, &body.content)?;
     validation::storable_text("content", &body.content)?;
     validation::optional_json_object("metadata", body.metadata.as_ref())?;
@@ -106,16 +107,27 @@ pub struct OrchestratorMessageParams {
 #[instrument(skip_all, fields(orchestrator_id = %orchestrator_id))]
 pub async fn list_orchestrator_messages(
     State(state): State<AppState>,
+    principal: Principal,
     Path(orchestrator_id): Path<String>,
     Query(q): Query<OrchestratorMessageParams>,
 ) -> Result<Json<DataResponse<Vec<MessageRecord>>>, ApiError> {
     validation::id_param("orchestrator_id", &orchestrator_id)?;
+    // Messages outlive a deregistered orchestrator, so a missing orchestrator is not an
+    // error; one of another organization is (and looks missing).
+    if let Some(found) = state.store.get_orchestrator(&orchestrator_id).await?
+        && !principal.sees(&found.organization_id)
+    {
+        return Err(ApiError::not_found(format!(
+            "orchestrator {orchestrator_id} not found"
+        )));
+    }
     let query = MessageQuery {
         status: q.status,
         message_type: message_type_filter(q.message_type)?,
         orchestrator_id: Some(orchestrator_id),
         organization_id: None,
         limit: validation::limit(q.limit, DEFAULT_LIMIT, MAX_LIMIT)?,
+        scope: principal.scope_owned(),
     };
     Ok(DataResponse::json(state.store.list_messages(&query).await?))
 }
@@ -146,16 +158,19 @@ pub struct MessageListParams {
 #[instrument(skip_all)]
 pub async fn list_messages(
     State(state): State<AppState>,
+    principal: Principal,
     Query(q): Query<MessageListParams>,
 ) -> Result<Json<DataResponse<Vec<MessageRecord>>>, ApiError> {
     validation::optional_id_param("orchestrator_id", q.orchestrator_id.as_deref())?;
     validation::optional_id_param("organization_id", q.organization_id.as_deref())?;
+    principal.check_filter(q.organization_id.as_deref())?;
     let query = MessageQuery {
         status: q.status,
         message_type: message_type_filter(q.message_type)?,
         orchestrator_id: q.orchestrator_id,
         organization_id: q.organization_id,
         limit: validation::limit(q.limit, DEFAULT_LIMIT, MAX_LIMIT)?,
+        scope: principal.scope_owned(),
     };
     Ok(DataResponse::json(state.store.list_messages(&query).await?))
 }
@@ -204,6 +219,19 @@ pub async fn update_message_status(
     Json(body): Json<MessageStatusRequest>,
 ) -> Result<Json<DoneResponse<MessageRecord>>, ApiError> {
     validation::id_param("message_id", &message_id)?;
+    // A message of another organization looks missing. (The organization is copied into the
+    // message at creation and never changes, so checking before the update is race-free.)
+    state
+        .store
+        .get_message(&message_id)
+        .await?
+        .filter(|m| {
+            principal.scope().is_none()
+                || m.organization_id
+                    .as_deref()
+                    .is_some_and(|o| principal.sees(o))
+        })
+        .ok_or_else(|| ApiError::not_found(format!("message {message_id} not found")))?;
     let status = match body.status {
         Decision::Accepted => MessageStatus::Accepted,
         Decision::Dismissed => MessageStatus::Dismissed,

@@ -8,3 +8,5 @@ pub mod events;
 pub mod health;
 pub mod messages;
 pub mod orchestrators;
+pub mod tokens;
+pub mod users;

@@ -54,7 +54,7 @@ pub async fn set_independence(
     Path(orchestrator_id): Path<String>,
     Json(body): Json<IndependenceRequest>,
 ) -> Result<Json<IndependenceUpdated>, ApiError> {
-    validation::id_param("orchestrator_id", &orchestrator_id)?;
+    existing_orchestrator(&state, &principal, &orchestrator_id).await?;
     let wanted = body.is_independent;
     let change = state
         .store
@@ -152,9 +152,10 @@ pub async fn set_independence(
 #[instrument(skip_all, fields(orchestrator_id = %orchestrator_id))]
 pub async fn get_independence(
     State(state): State<AppState>,
+    principal: Principal,
     Path(orchestrator_id): Path<String>,
 ) -> Result<Json<DataResponse<IndependenceState>>, ApiError> {
-    let record = existing_orchestrator(&state, &orchestrator_id).await?;
+    let record = existing_orchestrator(&state, &principal, &orchestrator_id).await?;
     Ok(DataResponse::json(IndependenceState {
         orchestrator_id: record.orchestrator_id,
         is_independent: record.is_independent,
@@ -190,14 +191,14 @@ pub async fn update_config(
     Path(orchestrator_id): Path<String>,
     Json(body): Json<ConfigRequest>,
 ) -> Result<Json<ConfigUpdated>, ApiError> {
-    validation::id_param("orchestrator_id", &orchestrator_id)?;
-    validation::json_object("session_config", &body.session_config)?;
+    existing_orchestrator(&state, &principal, &orchestrator_id).await?;
+    crate::validation::json_object("session_config", &body.session_config)?;
     let version = state
         .store
         .update_session_config(&orchestrator_id, &body.session_config, &principal.actor())
         .await?
         .ok_or_else(|| ApiError::not_found(format!("orchestrator {orchestrator_id} not found")))?;
-    let record = existing_orchestrator(&state, &orchestrator_id).await?;
+    let record = existing_orchestrator(&state, &principal, &orchestrator_id).await?;
     state
         .publish_command(
             &record.organization_id,
@@ -244,6 +245,7 @@ pub async fn register(
 ) -> Result<(StatusCode, Json<DataResponse<OrchestratorRecord>>), ApiError> {
     validate_id("orchestrator_id", &new.orchestrator_id)?;
     validate_id("organization_id", &new.organization_id)?;
+    principal.check_filter(Some(&new.organization_id))?;
     validate_text("name", new.name.as_deref())?;
     validate_text("location", new.location.as_deref())?;
     validation::storable_text("name", new.name.as_deref().unwrap_or_default())?;
@@ -276,7 +278,7 @@ pub async fn deregister(
     principal: Principal,
     Path(orchestrator_id): Path<String>,
 ) -> Result<Json<DoneResponse<OrchestratorRecord>>, ApiError> {
-    validation::id_param("orchestrator_id", &orchestrator_id)?;
+    existing_orchestrator(&state, &principal, &orchestrator_id).await?;
     let record = state
         .store
         .deregister_orchestrator(&orchestrator_id, &principal.actor())
@@ -289,6 +291,7 @@ pub async fn deregister(
             &Command::Close {
                 code: CLOSE_DEREGISTERED,
                 reason: "deregistered".to_owned(),
+                session_id: None,
             },
         )
         .await;

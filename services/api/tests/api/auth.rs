@@ -114,7 +114,7 @@ async fn wrong_credentials_get_401_in_the_error_shape_and_are_audited() {
 }
 
 #[tokio::test]
-async fn login_is_disabled_without_a_configured_credential() {
+async fn without_a_configured_credential_nobody_logs_in_until_a_user_exists() {
     let app = spawn_app_with(
         |s| {
             s.moolai_admin_username = None;
@@ -123,11 +123,23 @@ async fn login_is_disabled_without_a_configured_credential() {
         |s| s,
     )
     .await;
-    let response = app.login("admin", "admin").await;
-    let message = assert_error(response, StatusCode::FORBIDDEN, "forbidden").await;
-    assert!(message.contains("login is disabled"), "{message}");
+    let response = app.login("admin", "admin-password").await;
+    let message = assert_error(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    assert_eq!(message, "invalid username or password");
     let overview = app.get_ok("/api/v1/controller/overview").await;
     assert_eq!(overview["data"]["total_users"], 0);
+    // A user created through the API (here with the dev token) can.
+    let token = app.user_token("first-admin", "superadmin", &[]).await;
+    let me: Value = app
+        .with_token(reqwest::Method::GET, "/api/v1/internal/auth/me", &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["data"]["username"], "first-admin");
+    assert_eq!(me["data"]["role"], "superadmin");
     app.stop().await;
 }
 

@@ -150,8 +150,13 @@ impl Store for FlakyStore {
     ) -> StoreResult<Option<i64>> {
         self.inner.update_session_config(o, c, a).await
     }
-    async fn list_organizations(&self, p: u32, s: u32) -> StoreResult<Page<OrganizationRecord>> {
-        self.inner.list_organizations(p, s).await
+    async fn list_organizations(
+        &self,
+        p: u32,
+        s: u32,
+        scope: Option<&[String]>,
+    ) -> StoreResult<Page<OrganizationRecord>> {
+        self.inner.list_organizations(p, s, scope).await
     }
     async fn get_organization(&self, o: &str) -> StoreResult<Option<OrganizationRecord>> {
         self.inner.get_organization(o).await
@@ -163,8 +168,8 @@ impl Store for FlakyStore {
     ) -> StoreResult<OrganizationRecord> {
         self.inner.create_organization(n, a).await
     }
-    async fn overview(&self) -> StoreResult<Overview> {
-        self.inner.overview().await
+    async fn overview(&self, scope: Option<&[String]>) -> StoreResult<Overview> {
+        self.inner.overview(scope).await
     }
     async fn costs(&self, q: &CostQuery) -> StoreResult<CostReport> {
         self.inner.costs(q).await
@@ -174,6 +179,9 @@ impl Store for FlakyStore {
     }
     async fn list_messages(&self, q: &MessageQuery) -> StoreResult<Vec<MessageRecord>> {
         self.inner.list_messages(q).await
+    }
+    async fn get_message(&self, m: &str) -> StoreResult<Option<MessageRecord>> {
+        self.inner.get_message(m).await
     }
     async fn update_message_status(
         &self,
@@ -189,8 +197,28 @@ impl Store for FlakyStore {
     async fn list_audit(&self, q: &AuditQuery) -> StoreResult<Page<AuditRecord>> {
         self.inner.list_audit(q).await
     }
-    async fn ensure_user(&self, u: &str, r: &str) -> StoreResult<()> {
-        self.inner.ensure_user(u, r).await
+    async fn create_user(&self, n: &NewUser, a: &Actor) -> StoreResult<UserRecord> {
+        self.inner.create_user(n, a).await
+    }
+    async fn get_user(&self, u: &str) -> StoreResult<Option<UserRecord>> {
+        self.inner.get_user(u).await
+    }
+    async fn user_login(&self, u: &str) -> StoreResult<Option<UserLogin>> {
+        self.inner.user_login(u).await
+    }
+    async fn list_users(&self, p: u32, s: u32) -> StoreResult<Page<UserRecord>> {
+        self.inner.list_users(p, s).await
+    }
+    async fn update_user(
+        &self,
+        u: &str,
+        c: &UserUpdate,
+        a: &Actor,
+    ) -> StoreResult<Option<UserRecord>> {
+        self.inner.update_user(u, c, a).await
+    }
+    async fn delete_user(&self, u: &str, a: &Actor) -> StoreResult<bool> {
+        self.inner.delete_user(u, a).await
     }
     async fn create_session(&self, s: &NewSession) -> StoreResult<()> {
         self.inner.create_session(s).await
@@ -200,6 +228,50 @@ impl Store for FlakyStore {
     }
     async fn delete_session(&self, h: &str) -> StoreResult<()> {
         self.inner.delete_session(h).await
+    }
+    async fn create_api_token(&self, n: &NewApiToken, a: &Actor) -> StoreResult<ApiTokenRecord> {
+        self.inner.create_api_token(n, a).await
+    }
+    async fn list_api_tokens(&self, p: u32, s: u32) -> StoreResult<Page<ApiTokenRecord>> {
+        self.inner.list_api_tokens(p, s).await
+    }
+    async fn api_token_by_hash(&self, h: &str) -> StoreResult<Option<ApiTokenRecord>> {
+        self.inner.api_token_by_hash(h).await
+    }
+    async fn revoke_api_token(&self, t: &str, a: &Actor) -> StoreResult<Option<ApiTokenRecord>> {
+        self.inner.revoke_api_token(t, a).await
+    }
+    async fn create_orchestrator_credential(
+        &self,
+        n: &NewOrchestratorCredential,
+        a: &Actor,
+    ) -> StoreResult<OrchestratorCredentialRecord> {
+        self.inner.create_orchestrator_credential(n, a).await
+    }
+    async fn list_orchestrator_credentials(
+        &self,
+        q: &CredentialQuery,
+    ) -> StoreResult<Page<OrchestratorCredentialRecord>> {
+        self.inner.list_orchestrator_credentials(q).await
+    }
+    async fn get_orchestrator_credential(
+        &self,
+        c: &str,
+    ) -> StoreResult<Option<OrchestratorCredentialRecord>> {
+        self.inner.get_orchestrator_credential(c).await
+    }
+    async fn orchestrator_credential_by_hash(
+        &self,
+        h: &str,
+    ) -> StoreResult<Option<OrchestratorCredentialRecord>> {
+        self.inner.orchestrator_credential_by_hash(h).await
+    }
+    async fn revoke_orchestrator_credential(
+        &self,
+        c: &str,
+        a: &Actor,
+    ) -> StoreResult<Option<CredentialRevocation>> {
+        self.inner.revoke_orchestrator_credential(c, a).await
     }
     async fn list_connections(&self, o: &str, l: u32) -> StoreResult<Vec<ConnectionRecord>> {
         self.inner.list_connections(o, l).await

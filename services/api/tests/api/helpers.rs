@@ -47,7 +47,7 @@ pub struct TestApp {
 }
 
 /// Test-only secrets, fresh for every app: nothing is hard-coded.
-fn random_secret(label: &str) -> String {
+pub fn random_secret(label: &str) -> String {
     format!("{label}-{}", uuid::Uuid::new_v4().simple())
 }
 
@@ -159,6 +159,60 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A request with another bearer token.
+    pub fn with_token(&self, method: Method, path: &str, token: &str) -> RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(token)
+    }
+
+    /// Creates an organization through the API (as the superadmin).
+    pub async fn organization(&self, organization_id: &str) {
+        let response = self
+            .post("/api/v1/controller/organizations")
+            .json(&serde_json::json!({
+                "organization_id": organization_id,
+                "name": format!("{organization_id} name"),
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "create {organization_id}"
+        );
+    }
+
+    /// Creates a user through the API (as the superadmin), logs them in and returns their
+    /// session token.
+    pub async fn user_token(&self, username: &str, role: &str, organizations: &[&str]) -> String {
+        let password = random_secret("pw");
+        let response = self
+            .post("/api/v1/internal/users")
+            .json(&serde_json::json!({
+                "username": username,
+                "password": password,
+                "role": role,
+                "organization_ids": organizations,
+            }))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "create user {username}: {body}"
+        );
+        let response = self.login(username, &password).await;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, StatusCode::OK, "login {username}: {body}");
+        body["user"]["token"].as_str().unwrap().to_owned()
+    }
+
     /// GET with the token, expecting 200, returning the JSON body.
     pub async fn get_ok(&self, path: &str) -> Value {
         let response = self.get(path).send().await.unwrap();
@@ -186,6 +240,7 @@ impl TestApp {
                 edge_id: "edge-test".to_owned(),
                 remote_addr: Some("192.0.2.10".to_owned()),
                 dialect: Dialect::Deployed,
+                credential_id: None,
             })
             .await
             .unwrap()

@@ -6,6 +6,7 @@
 // A panic in a test is a failure with a line number.
 #![allow(clippy::unwrap_used)]
 
+mod accounts;
 mod auth;
 mod controller;
 mod documented_routes;

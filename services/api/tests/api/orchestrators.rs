@@ -255,7 +255,8 @@ async fn registration_and_deregistration() {
         command,
         Command::Close {
             code: 4004,
-            reason: "deregistered".into()
+            reason: "deregistered".into(),
+            session_id: None,
         }
     );
     let event: StatusEvent = next_json(&mut status).await;
