@@ -74,9 +74,10 @@ impl Api {
     }
 }
 
-fn spawn(url: String, id: &str, dialect: Dialect) -> ClientHandle {
+fn spawn(url: String, id: &str, dialect: Dialect, token: &str) -> ClientHandle {
     let mut config = ClientConfig::new(url, id, dialect);
     config.organization_id = Some("org-client-e2e".into());
+    config.auth_token = Some(token.to_owned().into());
     config.metadata =
         json!({"name": format!("{id} gateway"), "location": "test", "version": "1.0.0"})
             .as_object()
@@ -118,8 +119,16 @@ async fn both_dialects_against_the_real_controller() {
 }
 
 async fn scenario(api: Api, edge0: String, edge1: String) {
-    let hld = spawn(edge0, "cli-hld", Dialect::Hld);
-    let deployed = spawn(edge1, "cli-dep", Dialect::Deployed);
+    // Orchestrators enroll with a token of their organization.
+    let enrollment = moolai_e2e::scenario::Api {
+        base: api.base.clone(),
+        token: api.token.clone(),
+        http: api.http.clone(),
+    }
+    .enrollment_token("org-client-e2e")
+    .await;
+    let hld = spawn(edge0, "cli-hld", Dialect::Hld, &enrollment);
+    let deployed = spawn(edge1, "cli-dep", Dialect::Deployed, &enrollment);
     let mut hld_events = hld.events();
     let mut dep_events = deployed.events();
     for (events, id) in [(&mut hld_events, "cli-hld"), (&mut dep_events, "cli-dep")] {

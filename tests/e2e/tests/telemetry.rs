@@ -71,6 +71,8 @@ async fn one_trace_spans_edge_and_state() {
             ),
             ("OTEL_EXPORTER_OTLP_PROTOCOL".into(), "http/json".into()),
             ("OTEL_BSP_SCHEDULE_DELAY".into(), "200".into()),
+            // About traces, not credentials: the orchestrator connects without a token.
+            ("ORCHESTRATOR_AUTH".into(), "open".into()),
         ],
         ..StackOptions::default()
     })

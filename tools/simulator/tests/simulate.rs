@@ -15,6 +15,13 @@ async fn fifty_orchestrators_connect_heartbeat_and_are_listed_active() {
     let stack = Stack::start(StackOptions::default()).await.expect("stack");
     let token = stack.login().await.expect("login");
     let api = stack.api_url();
+    let enrollment = moolai_e2e::scenario::Api {
+        base: api.clone(),
+        token: token.clone(),
+        http: reqwest::Client::new(),
+    }
+    .enrollment_token("org-sim")
+    .await;
     let cancel = CancellationToken::new();
     let run = tokio::spawn(simulate(SimOptions {
         url: stack.edge_url(0, "/ws"),
@@ -28,6 +35,7 @@ async fn fifty_orchestrators_connect_heartbeat_and_are_listed_active() {
         duration: Some(Duration::from_secs(60)),
         report_interval: Duration::from_secs(1),
         cancel: cancel.clone(),
+        token: Some(enrollment),
         ..SimOptions::default()
     }));
 
