@@ -1,0 +1,347 @@
+//! Benchmark 5: the dashboard's reads with a large fleet in the database, under concurrent
+//! load: p50/p99 and throughput per endpoint.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::time::Instant;
+
+use crate::prom::fmt_secs;
+use crate::report::{percentile, thousands, usage_table};
+use crate::stack::Bench;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApiArgs {
+    #[arg(long, default_value_t = 100_000)]
+    pub orchestrators: usize,
+    #[arg(long, default_value_t = 100)]
+    pub organizations: usize,
+    /// Usage rows spread over the current month.
+    #[arg(long, default_value_t = 500_000)]
+    pub usage_rows: usize,
+    /// Pending messages.
+    #[arg(long, default_value_t = 10_000)]
+    pub messages: usize,
+    /// Concurrent HTTP clients; each endpoint is measured at each of these.
+    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    pub concurrency: Vec<usize>,
+    /// Measured seconds per endpoint (after 2 s of warm-up).
+    #[arg(long, default_value_t = 20)]
+    pub duration_sec: u64,
+    /// `DATABASE_MAX_CONNECTIONS` of the api.
+    #[arg(long, default_value_t = 10)]
+    pub api_pool: usize,
+}
+
+/// One endpoint's query-string generator.
+type Path = Arc<dyn Fn(&mut rand::rngs::ThreadRng) -> String + Send + Sync>;
+
+struct Result_ {
+    name: String,
+    concurrency: usize,
+    example: String,
+    latencies: Vec<f64>,
+    errors: usize,
+    seconds: f64,
+    usage: crate::procs::WindowUsage,
+}
+
+#[allow(clippy::too_many_lines)]
+pub async fn run(b: &mut Bench, args: &ApiArgs) -> anyhow::Result<String> {
+    b.create_database().await?;
+    let pool = b.db()?.pool(2).await?;
+    let seeding = Instant::now();
+    seed(&pool, args).await?;
+    let seed_secs = seeding.elapsed().as_secs_f64();
+    eprintln!("seeded in {seed_secs:.1} s");
+    // TTL of an hour: the "active" rows (heartbeats in the last 20 s at seeding time) stay
+    // active for the whole run instead of expiring half-way through it.
+    let (api_port, _) = b
+        .start_api(
+            "api",
+            &[
+                ("HEARTBEAT_TTL_SEC", "3600".to_owned()),
+                ("DATABASE_MAX_CONNECTIONS", args.api_pool.to_string()),
+            ],
+        )
+        .await?;
+    b.sampler.add(
+        "moolai-bench (HTTP load client)",
+        crate::procs::Who::Pid(std::process::id()),
+    );
+    let token = b.login(api_port).await?;
+    let base = format!("http://127.0.0.1:{api_port}/api/v1/controller");
+    let orgs = args.organizations.max(1);
+    let per_org_active = args.orchestrators / orgs * 6 / 10;
+    let pages = (per_org_active / 50).max(1);
+
+    let endpoints: Vec<(&str, Path)> = vec![
+        (
+            "orchestrators?status=active&organization_id=<random org>&page=<1..n>&page_size=50",
+            Arc::new(move |r: &mut rand::rngs::ThreadRng| {
+                format!(
+                    "/orchestrators?status=active&organization_id=org-{:03}&page={}&page_size=50",
+                    r.random_range(0..orgs),
+                    r.random_range(1..=pages)
+                )
+            }),
+        ),
+        (
+            "orchestrators?status=inactive&organization_id=<random org>&page=1&page_size=50",
+            Arc::new(move |r: &mut rand::rngs::ThreadRng| {
+                format!(
+                    "/orchestrators?status=inactive&organization_id=org-{:03}&page=1&page_size=50",
+                    r.random_range(0..orgs)
+                )
+            }),
+        ),
+        (
+            "overview",
+            Arc::new(|_: &mut rand::rngs::ThreadRng| "/overview".to_owned()),
+        ),
+        (
+            "costs (this month, by day, whole fleet)",
+            Arc::new(|_: &mut rand::rngs::ThreadRng| "/costs".to_owned()),
+        ),
+        (
+            "costs?organization_id=<random org>",
+            Arc::new(move |r: &mut rand::rngs::ThreadRng| {
+                format!("/costs?organization_id=org-{:03}", r.random_range(0..orgs))
+            }),
+        ),
+    ];
+
+    let max_clients = args.concurrency.iter().copied().max().unwrap_or(1);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(max_clients)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let mut results = Vec::new();
+    for (name, path) in endpoints {
+        let example = path(&mut rand::rng());
+        for &clients in &args.concurrency {
+            // Warm-up, then the measured run.
+            drive(&http, &base, &token, &path, clients, Duration::from_secs(2)).await;
+            b.sampler.sample_now().await;
+            let t0 = Instant::now();
+            let (mut latencies, errors) = drive(
+                &http,
+                &base,
+                &token,
+                &path,
+                clients,
+                Duration::from_secs(args.duration_sec),
+            )
+            .await;
+            b.sampler.sample_now().await;
+            let t1 = Instant::now();
+            latencies.sort_by(f64::total_cmp);
+            eprintln!(
+                "{name} × {clients}: {} requests, p99 {}",
+                latencies.len(),
+                percentile(&latencies, 0.99).map_or("-".into(), fmt_secs)
+            );
+            results.push(Result_ {
+                name: name.to_owned(),
+                concurrency: clients,
+                example: example.clone(),
+                latencies,
+                errors,
+                seconds: (t1 - t0).as_secs_f64(),
+                usage: b.sampler.window(t0, t1),
+            });
+        }
+    }
+
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Database: {} orchestrators in {} organizations (60 % active, 30 % inactive, 10 % independent), \
+         {} usage rows this month, {} pending messages; inserted with SQL in {seed_secs:.1} s, then ANALYZE. \
+         The api runs with a pool of {} connections and `HEARTBEAT_TTL_SEC=3600` (so the seeded \
+         active rows stay active for the run); {:?} concurrent HTTP clients (reqwest, keep-alive, in the \
+         bench process) each loop for {} s per endpoint after 2 s of warm-up; every request carries a \
+         login session bearer token.\n",
+        thousands(args.orchestrators as f64),
+        args.organizations,
+        thousands(args.usage_rows as f64),
+        thousands(args.messages as f64),
+        args.api_pool,
+        args.concurrency,
+        args.duration_sec
+    );
+    let _ = writeln!(
+        s,
+        "| endpoint (`/api/v1/controller/…`) | clients | requests | req/s | p50 | p90 | p99 | max | errors | api CPU % | postgres backends CPU % | load client CPU % |"
+    );
+    let _ = writeln!(
+        s,
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for r in &results {
+        let q = |x| percentile(&r.latencies, x).map_or("-".into(), fmt_secs);
+        let cpu = |n: &str| {
+            r.usage
+                .groups
+                .iter()
+                .find(|g| g.name.starts_with(n))
+                .map_or("-".into(), |g| format!("{:.0}", g.cpu_pct))
+        };
+        let _ = writeln!(
+            s,
+            "| `{}` | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.name,
+            r.concurrency,
+            thousands(r.latencies.len() as f64),
+            thousands(r.latencies.len() as f64 / r.seconds),
+            q(0.5),
+            q(0.9),
+            q(0.99),
+            r.latencies.last().map_or("-".into(), |m| fmt_secs(*m)),
+            r.errors,
+            cpu("api"),
+            cpu("postgres (bench"),
+            cpu("moolai-bench"),
+        );
+    }
+    let missed: Vec<String> = results
+        .iter()
+        .filter(|r| percentile(&r.latencies, 0.99).is_none_or(|p| p > 0.010))
+        .map(|r| format!("`{}` × {}", r.name, r.concurrency))
+        .collect();
+    let _ = writeln!(
+        s,
+        "\nTarget p99 ≤ 10 ms: {}.",
+        if missed.is_empty() {
+            "**met** by every endpoint".to_owned()
+        } else {
+            format!("**missed** by {}", missed.join(", "))
+        }
+    );
+    let _ = writeln!(s, "\nExample requests:");
+    for r in results.iter().filter(|r| r.concurrency == max_clients) {
+        let _ = writeln!(s, "- `{}`", r.example);
+    }
+    for r in &results {
+        s.push_str(&usage_table(
+            &format!(
+                "CPU and memory during `{}` with {} clients",
+                r.name, r.concurrency
+            ),
+            &r.usage,
+        ));
+    }
+    Ok(s)
+}
+
+/// `concurrency` clients looping on `path` for `duration`; latencies in seconds and errors.
+async fn drive(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    path: &Path,
+    concurrency: usize,
+    duration: Duration,
+) -> (Vec<f64>, usize) {
+    let until = Instant::now() + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let http = http.clone();
+        let base = base.to_owned();
+        let token = token.to_owned();
+        let path = path.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0usize;
+            while Instant::now() < until {
+                let url = format!("{base}{}", path(&mut rand::rng()));
+                let started = Instant::now();
+                let ok = match http.get(&url).bearer_auth(&token).send().await {
+                    Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                    Ok(_) | Err(_) => false,
+                };
+                if ok {
+                    lat.push(started.elapsed().as_secs_f64());
+                } else {
+                    errors += 1;
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        if let Ok((l, e)) = t.await {
+            all.extend(l);
+            errors += e;
+        }
+    }
+    (all, errors)
+}
+
+/// Organizations, orchestrators (60 % active, 30 % inactive, 10 % independent), usage this
+/// month and pending messages, in a few set-based statements; then ANALYZE.
+async fn seed(pool: &sqlx::PgPool, args: &ApiArgs) -> anyhow::Result<()> {
+    let n = i64::try_from(args.orchestrators)?;
+    let orgs = i64::try_from(args.organizations.max(1))?;
+    sqlx::query(
+        "INSERT INTO organizations (organization_id, name, location) \
+         SELECT 'org-' || lpad(i::text, 3, '0'), 'Organization ' || i, 'region-' || (i % 5) \
+         FROM generate_series(0, $1 - 1) i",
+    )
+    .bind(orgs)
+    .execute(pool)
+    .await?;
+    sqlx::query(
+        "INSERT INTO orchestrator_instances (orchestrator_id, organization_id, organization_name, \
+             name, location, status, last_seen, is_independent, metadata, features, session_id, \
+             edge_id, last_activity) \
+         SELECT 'orch-' || lpad(i::text, 6, '0'), 'org-' || lpad((i % $2)::text, 3, '0'), \
+             'Organization ' || (i % $2), 'gateway ' || i, 'region-' || (i % 5), \
+             CASE WHEN i % 10 < 6 THEN 'active' ELSE 'inactive' END, \
+             CASE WHEN i % 10 < 6 THEN now() - random() * interval '20 seconds' \
+                  ELSE now() - interval '2 hours' - random() * interval '10 days' END, \
+             i % 10 = 9, \
+             jsonb_build_object('version', '1.4.' || (i % 7), 'hostname', 'gw-' || i, \
+                 'ip', '10.' || (i % 250) || '.' || (i / 250 % 250) || '.1', 'ssl_enabled', true, \
+                 'name', 'gateway ' || i, 'location', 'region-' || (i % 5)), \
+             '{\"cache\": true, \"guardrails\": false}'::jsonb, md5(i::text), 'edge-' || (i % 4), now() \
+         FROM generate_series(0, $1 - 1) i",
+    )
+    .bind(n)
+    .bind(orgs)
+    .execute(pool)
+    .await?;
+    sqlx::query(
+        "INSERT INTO usage_records (orchestrator_id, organization_id, model, requests, \
+             input_tokens, output_tokens, cost, reported_at) \
+         SELECT 'orch-' || lpad(o::text, 6, '0'), 'org-' || lpad((o % $3)::text, 3, '0'), \
+             (ARRAY['gpt-4o', 'gpt-4o-mini', 'claude-sonnet', 'llama-3-70b', 'mistral-large'])[1 + i % 5], \
+             1 + (i % 20), 100 + (i % 1000), 50 + (i % 500), (i % 100) / 1000.0, \
+             date_trunc('month', now(), 'UTC') + random() * (now() - date_trunc('month', now(), 'UTC')) \
+         FROM (SELECT i, (i * 7919) % $2 AS o FROM generate_series(0, $1 - 1) i) s",
+    )
+    .bind(i64::try_from(args.usage_rows)?)
+    .bind(n)
+    .bind(orgs)
+    .execute(pool)
+    .await?;
+    sqlx::query(
+        "INSERT INTO orchestrator_messages (id, orchestrator_id, organization_id, message_type, content, status) \
+         SELECT 'msg-' || i, 'orch-' || lpad(((i * 13) % $2)::text, 6, '0'), \
+             'org-' || lpad((((i * 13) % $2) % $3)::text, 3, '0'), \
+             CASE WHEN i % 2 = 0 THEN 'recommendation' ELSE 'monitoring' END, \
+             'bench message ' || i, 'pending' \
+         FROM generate_series(0, $1 - 1) i",
+    )
+    .bind(i64::try_from(args.messages)?)
+    .bind(n)
+    .bind(orgs)
+    .execute(pool)
+    .await?;
+    sqlx::query("ANALYZE").execute(pool).await?;
+    Ok(())
+}
