@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::stack::{Bench, Common};
 
@@ -127,9 +128,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Cmd::Api(a) => api::run(&mut bench, a).await,
             }
         };
+        // Whatever ends the bench, the cleanup below runs: stop signals are turned into an
+        // error instead of ending the process.
+        let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+        let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
         tokio::select! {
             r = work => r,
-            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted (SIGINT)")),
+            _ = term.recv() => Err(anyhow::anyhow!("terminated (SIGTERM)")),
+            _ = hangup.recv() => Err(anyhow::anyhow!("hung up (SIGHUP)")),
         }
     };
     eprintln!("cleaning up");

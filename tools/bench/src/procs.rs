@@ -163,6 +163,21 @@ fn pss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Every process: pid, command name, CPU ticks.
+fn all_processes() -> Vec<(u32, String, u64)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let comm = stat.get(stat.find('(')? + 1..stat.rfind(')')?)?.to_owned();
+            Some((pid, comm, cpu_ticks(pid)?))
+        })
+        .collect()
+}
+
 /// Pids whose `comm` is `name`.
 fn pids_by_comm(name: &str) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -176,8 +191,8 @@ fn pids_by_comm(name: &str) -> Vec<u32> {
         .collect()
 }
 
-/// Busy and total jiffies of the whole machine (`/proc/stat`).
-fn machine_jiffies() -> Option<(u64, u64)> {
+/// Busy, total and softirq jiffies of the whole machine (`/proc/stat`).
+fn machine_jiffies() -> Option<(u64, u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let cpu = stat.lines().next()?;
     let v: Vec<u64> = cpu
@@ -187,7 +202,7 @@ fn machine_jiffies() -> Option<(u64, u64)> {
         .collect();
     let total: u64 = v.iter().take(8).sum();
     let idle = v.get(3)? + v.get(4).unwrap_or(&0);
-    Some((total - idle, total))
+    Some((total - idle, total, *v.get(6).unwrap_or(&0)))
 }
 
 /// Which processes make up one row of the report.
@@ -213,8 +228,10 @@ struct Point {
 struct Sample {
     at: Instant,
     groups: HashMap<String, Point>,
-    machine: (u64, u64),
+    machine: (u64, u64, u64),
     compiling: bool,
+    /// Cumulative CPU ticks of every process on the machine, by command name.
+    by_comm: HashMap<String, u64>,
 }
 
 #[derive(Default)]
@@ -223,6 +240,8 @@ struct SamplerState {
     last_ticks: HashMap<(String, u32), u64>,
     cumulative: HashMap<String, u64>,
     samples: Vec<Sample>,
+    all_last: HashMap<u32, u64>,
+    all_by_comm: HashMap<String, u64>,
 }
 
 /// Reads `/proc` every period for each registered group.
@@ -250,6 +269,10 @@ pub struct WindowUsage {
     /// A `rustc` was running during the window (another engineer's compile).
     pub compiling: bool,
     pub seconds: f64,
+    /// The busiest commands on the whole machine (percent of one core), ours included.
+    pub top: Vec<(String, f64)>,
+    /// Kernel softirq time (loopback TCP is processed there), percent of one core.
+    pub softirq_pct: f64,
 }
 
 impl Sampler {
@@ -309,6 +332,8 @@ impl Sampler {
                 machine_pct: 0.0,
                 compiling: false,
                 seconds: 0.0,
+                top: Vec::new(),
+                softirq_pct: 0.0,
             };
         };
         let secs = (last.at - first.at).as_secs_f64().max(1e-9);
@@ -331,19 +356,37 @@ impl Sampler {
                 pids: b.pids,
             });
         }
-        let (busy_a, total_a) = first.machine;
-        let (busy_b, total_b) = last.machine;
+        let (busy_a, total_a, soft_a) = first.machine;
+        let (busy_b, total_b, soft_b) = last.machine;
         let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
-        let machine_pct = if total_b > total_a {
-            (busy_b - busy_a) as f64 / (total_b - total_a) as f64 * 100.0 * cores
-        } else {
-            0.0
+        let share = |jiffies: u64| {
+            if total_b > total_a {
+                jiffies as f64 / (total_b - total_a) as f64 * 100.0 * cores
+            } else {
+                0.0
+            }
         };
+        let mut top: Vec<(String, f64)> = last
+            .by_comm
+            .iter()
+            .map(|(comm, t)| {
+                let before = first.by_comm.get(comm).copied().unwrap_or(*t);
+                (
+                    comm.clone(),
+                    t.saturating_sub(before) as f64 / self.clk / secs * 100.0,
+                )
+            })
+            .filter(|(_, pct)| *pct >= 1.0)
+            .collect();
+        top.sort_by(|a, b| b.1.total_cmp(&a.1));
+        top.truncate(8);
         WindowUsage {
             groups,
-            machine_pct,
+            machine_pct: share(busy_b.saturating_sub(busy_a)),
             compiling: inside.iter().any(|x| x.compiling),
             seconds: secs,
+            top,
+            softirq_pct: share(soft_b.saturating_sub(soft_a)),
         }
     }
 
@@ -390,11 +433,20 @@ fn sample_once(state: &Mutex<SamplerState>) {
             .collect();
         readings.push((name.clone(), r));
     }
-    let machine = machine_jiffies().unwrap_or((0, 0));
-    let compiling = !pids_by_comm("rustc").is_empty();
+    let machine = machine_jiffies().unwrap_or((0, 0, 0));
+    let everyone = all_processes();
+    let compiling = everyone.iter().any(|(_, comm, _)| comm == "rustc");
     let at = Instant::now();
 
     let mut s = state.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut seen = HashMap::with_capacity(everyone.len());
+    for (pid, comm, ticks) in everyone {
+        let prev = s.all_last.get(&pid).copied().unwrap_or(ticks);
+        *s.all_by_comm.entry(comm).or_default() += ticks.saturating_sub(prev);
+        seen.insert(pid, ticks);
+    }
+    s.all_last = seen;
+    let by_comm = s.all_by_comm.clone();
     let mut points = HashMap::new();
     for (name, r) in readings {
         let mut rss = 0;
@@ -420,6 +472,7 @@ fn sample_once(state: &Mutex<SamplerState>) {
         groups: points,
         machine,
         compiling,
+        by_comm,
     });
 }
 

@@ -87,7 +87,23 @@ pub fn usage_table(title: &str, u: &WindowUsage) -> String {
             mib(g.rss_max_kib)
         );
     }
-    let _ = writeln!(s, "| whole machine | {:.0} | | |", u.machine_pct);
+    let _ = writeln!(
+        s,
+        "| whole machine (of which kernel softirq: {:.0}) | {:.0} | | |",
+        u.softirq_pct, u.machine_pct
+    );
+    if !u.top.is_empty() {
+        let top: Vec<String> = u
+            .top
+            .iter()
+            .map(|(comm, pct)| format!("`{comm}` {pct:.0}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "\nBusiest commands on the machine in this window (% of one core, anyone's): {}.",
+            top.join(", ")
+        );
+    }
     if u.compiling {
         let _ = writeln!(
             s,
