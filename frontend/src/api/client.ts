@@ -69,7 +69,9 @@ export async function unwrap<T>(
   throw new ApiError(response.status, 'unknown', `Unexpected answer from the API (HTTP ${response.status}).`);
 }
 
+/** What to tell the operator about a failure; a refusal (403) says plainly that it is one. */
 export function errorMessage(error: unknown): string {
+  if (error instanceof ApiError && error.status === 403) return `Not allowed — ${error.message}`;
   if (error instanceof ApiError) return error.message;
   if (error instanceof Error) return error.message;
   return 'Something went wrong.';

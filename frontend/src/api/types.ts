@@ -23,6 +23,12 @@ export type LoginUser = Schemas['LoginUser'];
 export type Me = Schemas['Me'];
 export type ErrorBody = Schemas['ErrorBody'];
 export type NewOrganization = Schemas['NewOrganization'];
+export type Role = Schemas['Role'];
+export type User = Schemas['UserRecord'];
+export type NewUser = Schemas['NewUserRequest'];
+export type UserUpdate = Schemas['UserUpdateRequest'];
+export type EnrollmentToken = Schemas['OrchestratorCredentialRecord'];
+export type NewEnrollmentToken = Schemas['NewCredentialRequest'];
 
 /** The payload of the SSE `status` event. */
 export type StatusEvent = eventComponents['schemas']['StatusEvent'];
@@ -32,6 +38,10 @@ export type OrchestratorPage =
   paths['/api/v1/controller/orchestrators']['get']['responses'][200]['content']['application/json']['data'];
 export type OrganizationPage =
   paths['/api/v1/controller/organizations']['get']['responses'][200]['content']['application/json']['data'];
+export type UserPage =
+  paths['/api/v1/internal/users']['get']['responses'][200]['content']['application/json']['data'];
+export type EnrollmentTokenPage =
+  paths['/api/v1/internal/organizations/{organization_id}/enrollment-tokens']['get']['responses'][200]['content']['application/json']['data'];
 export type AuditPage =
   paths['/api/v1/controller/logs']['get']['responses'][200]['content']['application/json']['data'];
 

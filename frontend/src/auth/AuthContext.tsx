@@ -3,6 +3,7 @@ import { useQueryClient } from '@tanstack/react-query';
 import { api, unwrap } from '../api/client';
 import { endSession, getSession, startSession, subscribeSession, type Session, type SessionEndReason } from './session';
 import { clearRecent } from '../live/recent';
+import { permissionsFor, type Permissions } from './permissions';
 
 interface AuthValue {
   session: Session | null;
@@ -64,4 +65,10 @@ export function useAuth(): AuthValue {
   const value = useContext(AuthContext);
   if (!value) throw new Error('useAuth outside AuthProvider');
   return value;
+}
+
+/** What the signed-in operator may do (see permissions.ts); nothing when signed out. */
+export function usePermissions(): Permissions {
+  const { session } = useAuth();
+  return useMemo(() => permissionsFor(session), [session]);
 }

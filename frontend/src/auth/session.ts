@@ -1,6 +1,10 @@
 // The operator's login session: kept in localStorage (so every tab shares it) until it
-// expires, the operator logs out, or the api answers 401.
+// expires, the operator logs out, or the api answers 401. It carries the role and
+// organizations the login granted; they cannot change under it (the API ends a user's
+// sessions when an account changes). A stored session without them (from a dashboard
+// older than accounts) is dropped, so the operator signs in again.
 import type { LoginUser } from '../api/types';
+import { isRole } from './permissions';
 
 export type Session = LoginUser;
 export type SessionEndReason = 'expired' | 'logout';
@@ -15,7 +19,9 @@ function isSession(value: unknown): value is Session {
   return (
     typeof v.token === 'string' &&
     typeof v.username === 'string' &&
-    typeof v.role === 'string' &&
+    isRole(v.role) &&
+    Array.isArray(v.organization_ids) &&
+    v.organization_ids.every((o) => typeof o === 'string') &&
     typeof v.expires_at === 'string'
   );
 }

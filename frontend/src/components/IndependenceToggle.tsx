@@ -2,14 +2,22 @@ import { useState } from 'react';
 import { useSetIndependence } from '../api/queries';
 import { errorMessage } from '../api/client';
 import type { Orchestrator } from '../api/types';
+import { usePermissions } from '../auth/AuthContext';
 import { ConfirmDialog } from './ConfirmDialog';
 import { useToast } from './Toasts';
 
 /**
- * The independence switch of one orchestrator. Asks first; the badge flips at once and flips
- * back with an error notice if the controller refuses.
+ * The independence switch of one orchestrator, for those who may operate it (nothing for a
+ * viewer: the status badge says whether it is independent). Asks first; the badge flips at
+ * once and flips back with an error notice if the controller refuses.
  */
 export function IndependenceToggle({ orchestrator }: { orchestrator: Orchestrator }) {
+  const permissions = usePermissions();
+  if (!permissions.canOperate(orchestrator.organization_id)) return null;
+  return <Toggle orchestrator={orchestrator} />;
+}
+
+function Toggle({ orchestrator }: { orchestrator: Orchestrator }) {
   const [asking, setAsking] = useState(false);
   const mutation = useSetIndependence();
   const notify = useToast();

@@ -1,5 +1,6 @@
 import { NavLink, Outlet } from 'react-router-dom';
-import { useAuth } from '../auth/AuthContext';
+import { useAuth, usePermissions } from '../auth/AuthContext';
+import { ROLE_DESCRIPTIONS, ROLE_LABELS } from '../auth/permissions';
 import { useLiveState } from '../live/LiveProvider';
 import { useTheme } from '../lib/theme';
 
@@ -20,6 +21,7 @@ const LIVE_TEXT = {
 
 export function Layout() {
   const { session, logout } = useAuth();
+  const permissions = usePermissions();
   const live = useLiveState();
   const [theme, cycleTheme] = useTheme();
   return (
@@ -50,9 +52,14 @@ export function Layout() {
           <span className="theme-name">{theme === 'dark' ? 'Dark' : theme === 'light' ? 'Light' : 'System'}</span>
         </button>
         {session && (
-          <span className="user" title={`Signed in as ${session.username} (${session.role})`}>
-            {session.username}
-            <span className="muted"> · {session.role}</span>
+          <span
+            className="user"
+            data-testid="signed-in"
+            title={`Signed in as ${session.username}. ${ROLE_DESCRIPTIONS[session.role]}`}
+          >
+            <span className="visually-hidden">Signed in as </span>
+            <span className="user-name">{session.username}</span>
+            <span className={`badge badge-role badge-role-${session.role}`}>{ROLE_LABELS[session.role]}</span>
           </span>
         )}
         <button type="button" className="btn" onClick={() => void logout()}>
@@ -65,9 +72,11 @@ export function Layout() {
             {item.label}
           </NavLink>
         ))}
-        <NavLink to="/users" className="nav-link nav-link-soon">
-          Users &amp; tokens <span className="soon">soon</span>
-        </NavLink>
+        {permissions.manageUsers && (
+          <NavLink to="/users" className="nav-link">
+            Users
+          </NavLink>
+        )}
       </nav>
       <main id="main" className="main" tabIndex={-1}>
         <Outlet />

@@ -4,8 +4,16 @@ import type { Decision, Message } from '../api/types';
 import { Age } from './Age';
 import { useToast } from './Toasts';
 
-/** Messages with Accept / Dismiss on the pending ones. */
-export function MessageList({ messages, empty = 'No pending messages.' }: { messages: readonly Message[]; empty?: string }) {
+/** Messages, with Accept / Dismiss on the pending ones when the operator may decide. */
+export function MessageList({
+  messages,
+  canDecide,
+  empty = 'No pending messages.',
+}: {
+  messages: readonly Message[];
+  canDecide: boolean;
+  empty?: string;
+}) {
   const decide = useDecideMessage();
   const notify = useToast();
   if (messages.length === 0) return <p className="muted">{empty}</p>;
@@ -34,7 +42,7 @@ export function MessageList({ messages, empty = 'No pending messages.' }: { mess
               {m.delivered_at && <span className="muted small">delivered</span>}
             </div>
             <p className="message-content">{m.content}</p>
-            {m.status === 'pending' && (
+            {m.status === 'pending' && canDecide && (
               <div className="message-actions">
                 <button type="button" className="btn btn-primary btn-small" disabled={busy} onClick={() => act(m, 'accepted')}>
                   Accept

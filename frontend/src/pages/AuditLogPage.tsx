@@ -7,15 +7,24 @@ import { SearchInput } from '../components/SearchInput';
 import { formatJson } from '../lib/format';
 import { formatDateTime } from '../lib/time';
 import { useQueryParams } from '../lib/useQueryParams';
+import { usePermissions } from '../auth/AuthContext';
 
 /** The actions the controller records (libs/store and services/api). */
 const ACTIONS = [
   'auth.login',
   'auth.logout',
+  'user.create',
+  'user.update',
+  'user.delete',
+  'api_token.create',
+  'api_token.revoke',
+  'credential.create',
+  'credential.revoke',
   'orchestrator.independence',
   'orchestrator.config_update',
   'orchestrator.register',
   'orchestrator.deregister',
+  'orchestrator.note',
   'message.create',
   'message.status',
   'organization.create',
@@ -38,10 +47,16 @@ export function AuditLogPage() {
   };
   const log = useAuditLog(query);
   const filtered = Object.values(filters).some((v) => v !== '');
+  const scoped = usePermissions().auditScope === 'organizations';
 
   return (
     <>
       <h1>Audit log</h1>
+      {scoped && (
+        <p className="muted page-intro" data-testid="audit-scope">
+          You see the entries of your organizations only: logins and account changes are for superadmins.
+        </p>
+      )}
       <div className="toolbar" role="search">
         <label className="field field-inline">
           Action

@@ -14,10 +14,12 @@ import { useToast } from '../components/Toasts';
 import { formatJson } from '../lib/format';
 import { formatDateTime, formatDuration } from '../lib/time';
 import { parseConfig } from '../lib/config';
+import { usePermissions } from '../auth/AuthContext';
 
 export function OrchestratorDetailPage() {
   const { id = '' } = useParams();
   const orchestrator = useOrchestrator(id);
+  const permissions = usePermissions();
   if (orchestrator.isPending) return <Loading label="Loading orchestrator…" />;
   if (orchestrator.isError) {
     return (
@@ -28,6 +30,7 @@ export function OrchestratorDetailPage() {
     );
   }
   const o = orchestrator.data;
+  const canOperate = permissions.canOperate(o.organization_id);
   return (
     <>
       <Breadcrumb name={o.name || o.orchestrator_id} />
@@ -44,7 +47,7 @@ export function OrchestratorDetailPage() {
           <Facts o={o} />
           <IndependenceToggle orchestrator={o} />
         </section>
-        <MessagesCard o={o} />
+        <MessagesCard o={o} canDecide={canOperate} />
       </div>
       <div className="grid-2">
         <section className="card" aria-labelledby="prov-title">
@@ -84,10 +87,12 @@ export function OrchestratorDetailPage() {
           <JsonBlock value={o.metadata} empty="No metadata reported." />
         </section>
       </div>
-      <div className="grid-2">
-        <SendMessageCard id={o.orchestrator_id} />
-        <ConfigCard o={o} />
-      </div>
+      {canOperate && (
+        <div className="grid-2">
+          <SendMessageCard id={o.orchestrator_id} />
+          <ConfigCard o={o} />
+        </div>
+      )}
       <ConnectionsCard id={o.orchestrator_id} />
     </>
   );
@@ -144,7 +149,7 @@ function Facts({ o }: { o: Orchestrator }) {
   );
 }
 
-function MessagesCard({ o }: { o: Orchestrator }) {
+function MessagesCard({ o, canDecide }: { o: Orchestrator; canDecide: boolean }) {
   const messages = useMessages({ orchestrator_id: o.orchestrator_id, limit: 20 }, !o.is_independent);
   return (
     <section className="card" aria-labelledby="messages-title">
@@ -156,7 +161,7 @@ function MessagesCard({ o }: { o: Orchestrator }) {
       ) : messages.isError ? (
         <ErrorState error={messages.error} onRetry={() => void messages.refetch()} />
       ) : (
-        <MessageList messages={messages.data} empty="No messages about this orchestrator yet." />
+        <MessageList messages={messages.data} canDecide={canDecide} empty="No messages about this orchestrator yet." />
       )}
     </section>
   );

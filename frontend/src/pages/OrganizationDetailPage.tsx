@@ -8,6 +8,7 @@ import { IndependentNote } from '../components/IndependentNote';
 import { MessageList } from '../components/MessageList';
 import { Pagination } from '../components/Pagination';
 import { EmptyState, ErrorState, Loading } from '../components/QueryStates';
+import { usePermissions } from '../auth/AuthContext';
 import { StatusBadge } from '../components/StatusBadge';
 import { formatInteger } from '../lib/format';
 import { useQueryParams } from '../lib/useQueryParams';
@@ -135,6 +136,7 @@ function OrchestratorCard({
   messages: Message[];
   messagesLoading: boolean;
 }) {
+  const canDecide = usePermissions().canOperate(o.organization_id);
   return (
     <article className="card orch-card" data-orchestrator={o.orchestrator_id} aria-label={o.name || o.orchestrator_id}>
       <header className="orch-card-head">
@@ -155,7 +157,7 @@ function OrchestratorCard({
       ) : messagesLoading ? (
         <Loading label="Loading messages…" />
       ) : (
-        <MessageList messages={messages} />
+        <MessageList messages={messages} canDecide={canDecide} />
       )}
     </article>
   );

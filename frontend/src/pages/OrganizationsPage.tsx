@@ -6,6 +6,7 @@ import { Pagination } from '../components/Pagination';
 import { EmptyState, ErrorState, Loading } from '../components/QueryStates';
 import { useToast } from '../components/Toasts';
 import { useQueryParams } from '../lib/useQueryParams';
+import { usePermissions } from '../auth/AuthContext';
 
 export function OrganizationsPage() {
   const params = useQueryParams();
@@ -13,23 +14,35 @@ export function OrganizationsPage() {
   const pageSize = params.getNumber('page_size', 25);
   const list = useOrganizations(page, pageSize);
   const [creating, setCreating] = useState(false);
+  const permissions = usePermissions();
   return (
     <>
       <div className="page-head">
         <h1>Organizations</h1>
-        <button type="button" className="btn btn-primary" onClick={() => setCreating((v) => !v)} aria-expanded={creating}>
-          New organization
-        </button>
+        {permissions.createOrganizations && (
+          <button type="button" className="btn btn-primary" onClick={() => setCreating((v) => !v)} aria-expanded={creating}>
+            New organization
+          </button>
+        )}
       </div>
-      {creating && <NewOrganizationForm onDone={() => setCreating(false)} />}
+      {permissions.auditScope === 'organizations' && (
+        <p className="muted page-intro">The organizations your account is assigned to.</p>
+      )}
+      {creating && permissions.createOrganizations && <NewOrganizationForm onDone={() => setCreating(false)} />}
       {list.isPending ? (
         <Loading label="Loading organizations…" />
       ) : list.isError ? (
         <ErrorState error={list.error} onRetry={() => void list.refetch()} />
       ) : list.data.items.length === 0 ? (
-        <EmptyState title="No organizations yet">
-          An organization appears when its first orchestrator connects, or create one here.
-        </EmptyState>
+        permissions.createOrganizations ? (
+          <EmptyState title="No organizations yet">
+            An organization appears when its first orchestrator connects, or create one here.
+          </EmptyState>
+        ) : (
+          <EmptyState title="No organizations for your account">
+            A superadmin assigns organizations to your account.
+          </EmptyState>
+        )
       ) : (
         <section className="card">
           <OrganizationTable items={list.data.items} />

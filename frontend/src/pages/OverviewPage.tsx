@@ -6,9 +6,11 @@ import { RecentEvents } from '../components/RecentEvents';
 import { OrganizationTable } from '../components/OrganizationTable';
 import { formatCompact, formatInteger, formatMoney } from '../lib/format';
 import { fillSeries, periodLabel } from '../lib/series';
+import { usePermissions } from '../auth/AuthContext';
 
 export function OverviewPage() {
   const overview = useOverview();
+  const permissions = usePermissions();
   return (
     <>
       <h1>Overview</h1>
@@ -43,7 +45,11 @@ export function OverviewPage() {
             value={formatInteger(overview.data.inactive_orchestrators)}
             to="/orchestrators?status=inactive"
           />
-          <Stat label="Users" value={formatInteger(overview.data.total_users)} to="/users" detail="roles & invites: coming soon" />
+          {permissions.manageUsers ? (
+            <Stat label="Users" value={formatInteger(overview.data.total_users)} to="/users" detail="operator accounts" />
+          ) : (
+            <Stat label="Users" value={formatInteger(overview.data.total_users)} detail="accounts in your organizations" />
+          )}
         </div>
       )}
       <div className="grid-2">
@@ -71,18 +77,26 @@ function Stat({
 }: {
   label: string;
   value: string;
-  to: string;
+  to?: string;
   tone?: 'active' | 'independent' | 'inactive';
   detail?: string;
 }) {
-  return (
-    <Link to={to} className={`stat${tone ? ` stat-${tone}` : ''}`}>
+  const className = `stat${tone ? ` stat-${tone}` : ''}`;
+  const body = (
+    <>
       <span className="stat-label">{label}</span>
       <span className="stat-value" data-testid={`stat-${label.toLowerCase()}`}>
         {value}
       </span>
       {detail && <span className="stat-detail muted">{detail}</span>}
+    </>
+  );
+  return to ? (
+    <Link to={to} className={className}>
+      {body}
     </Link>
+  ) : (
+    <div className={className}>{body}</div>
   );
 }
 
@@ -120,6 +134,7 @@ function MonthCostCard({ cost, requests, tokens }: { cost?: number; requests?: n
 
 function OrganizationsCard() {
   const organizations = useOrganizations(1, 10);
+  const permissions = usePermissions();
   return (
     <section className="card" aria-labelledby="orgs-title">
       <h2 id="orgs-title">
@@ -131,7 +146,9 @@ function OrganizationsCard() {
         <ErrorState error={organizations.error} onRetry={() => void organizations.refetch()} />
       ) : organizations.data.items.length === 0 ? (
         <EmptyState title="No organizations yet">
-          Organizations appear when their first orchestrator connects, or create one on the Organizations page.
+          {permissions.createOrganizations
+            ? 'Organizations appear when their first orchestrator connects, or create one on the Organizations page.'
+            : 'A superadmin assigns organizations to your account.'}
         </EmptyState>
       ) : (
         <OrganizationTable items={organizations.data.items} />
