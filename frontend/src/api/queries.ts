@@ -13,10 +13,13 @@ import type {
   Decision,
   Message,
   MessageListQuery,
+  NewEnrollmentToken,
   NewOrganization,
+  NewUser,
   Orchestrator,
   OrchestratorListQuery,
   OrchestratorPage,
+  UserUpdate,
 } from './types';
 import { optimisticIndependence } from '../live/merge';
 
@@ -31,6 +34,9 @@ export const keys = {
   messages: (q: MessageListQuery) => ['messages', q] as const,
   costs: (q: CostQuery) => ['costs', q] as const,
   audit: (q: AuditQuery) => ['audit', q] as const,
+  users: (page: number, pageSize: number) => ['users', { page, pageSize }] as const,
+  enrollmentTokens: (organizationId: string, page: number, pageSize: number) =>
+    ['enrollment-tokens', organizationId, { page, pageSize }] as const,
 };
 
 /** Fleet numbers change with every status event; a slow poll keeps them honest too. */
@@ -42,8 +48,9 @@ export function useOverview() {
   });
 }
 
-export function useOrganizations(page: number, pageSize: number) {
+export function useOrganizations(page: number, pageSize: number, enabled = true) {
   return useQuery({
+    enabled,
     queryKey: keys.organizations(page, pageSize),
     queryFn: async () =>
       (await unwrap(api.GET('/api/v1/controller/organizations', { params: { query: { page, page_size: pageSize } } })))
@@ -52,8 +59,10 @@ export function useOrganizations(page: number, pageSize: number) {
   });
 }
 
+/** Its counts change as orchestrators come and go; refreshed like the listings. */
 export function useOrganization(id: string) {
   return useQuery({
+    refetchInterval: 15_000,
     queryKey: keys.organization(id),
     queryFn: async () =>
       (
@@ -252,6 +261,112 @@ export function useCreateOrganization() {
     onSuccess: () => {
       void client.invalidateQueries({ queryKey: ['organizations'] });
       void client.invalidateQueries({ queryKey: keys.overview });
+    },
+  });
+}
+
+// ---- operator accounts (superadmin) ----
+
+export function useUsers(page: number, pageSize: number, enabled = true) {
+  return useQuery({
+    queryKey: keys.users(page, pageSize),
+    queryFn: async () =>
+      (await unwrap(api.GET('/api/v1/internal/users', { params: { query: { page, page_size: pageSize } } }))).data,
+    placeholderData: keepPreviousData,
+    enabled,
+  });
+}
+
+/** Every organization (up to 100), for the organization picker of the users form. */
+export function useAllOrganizations(enabled = true) {
+  return useOrganizations(1, 100, enabled);
+}
+
+export function useCreateUser() {
+  const client = useQueryClient();
+  return useMutation({
+    mutationFn: (body: NewUser) => unwrap(api.POST('/api/v1/internal/users', { body })),
+    onSuccess: () => {
+      void client.invalidateQueries({ queryKey: ['users'] });
+      void client.invalidateQueries({ queryKey: keys.overview });
+    },
+  });
+}
+
+/** Role, organizations, disabled flag or a new password; the user's sessions end. */
+export function useUpdateUser() {
+  const client = useQueryClient();
+  return useMutation({
+    mutationFn: ({ username, body }: { username: string; body: UserUpdate }) =>
+      unwrap(api.PUT('/api/v1/internal/users/{username}', { params: { path: { username } }, body })),
+    onSuccess: () => {
+      void client.invalidateQueries({ queryKey: ['users'] });
+    },
+  });
+}
+
+export function useDeleteUser() {
+  const client = useQueryClient();
+  return useMutation({
+    mutationFn: (username: string) =>
+      unwrap(api.DELETE('/api/v1/internal/users/{username}', { params: { path: { username } } })),
+    onSuccess: () => {
+      void client.invalidateQueries({ queryKey: ['users'] });
+      void client.invalidateQueries({ queryKey: keys.overview });
+    },
+  });
+}
+
+// ---- enrollment tokens of an organization ----
+
+/** Newest first, revoked ones included (they show as revoked). */
+export function useEnrollmentTokens(organizationId: string, page: number, pageSize: number) {
+  return useQuery({
+    queryKey: keys.enrollmentTokens(organizationId, page, pageSize),
+    queryFn: async () =>
+      (
+        await unwrap(
+          api.GET('/api/v1/internal/organizations/{organization_id}/enrollment-tokens', {
+            params: {
+              path: { organization_id: organizationId },
+              query: { page, page_size: pageSize, include_revoked: true },
+            },
+          }),
+        )
+      ).data,
+    placeholderData: keepPreviousData,
+  });
+}
+
+/** Answers the secret (`token`) once: the caller shows it and never stores it. */
+export function useCreateEnrollmentToken(organizationId: string) {
+  const client = useQueryClient();
+  return useMutation({
+    mutationFn: (body: NewEnrollmentToken) =>
+      unwrap(
+        api.POST('/api/v1/internal/organizations/{organization_id}/enrollment-tokens', {
+          params: { path: { organization_id: organizationId } },
+          body,
+        }),
+      ),
+    onSettled: () => {
+      void client.invalidateQueries({ queryKey: ['enrollment-tokens', organizationId] });
+    },
+  });
+}
+
+/** Revokes at once; the controller closes every socket that registered with it (4001). */
+export function useRevokeEnrollmentToken(organizationId: string) {
+  const client = useQueryClient();
+  return useMutation({
+    mutationFn: (credentialId: string) =>
+      unwrap(
+        api.DELETE('/api/v1/internal/enrollment-tokens/{credential_id}', {
+          params: { path: { credential_id: credentialId } },
+        }),
+      ),
+    onSettled: () => {
+      void client.invalidateQueries({ queryKey: ['enrollment-tokens', organizationId] });
     },
   });
 }

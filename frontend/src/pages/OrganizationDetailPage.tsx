@@ -8,6 +8,7 @@ import { IndependentNote } from '../components/IndependentNote';
 import { MessageList } from '../components/MessageList';
 import { Pagination } from '../components/Pagination';
 import { EmptyState, ErrorState, Loading } from '../components/QueryStates';
+import { EnrollmentTokens } from '../components/EnrollmentTokens';
 import { usePermissions } from '../auth/AuthContext';
 import { StatusBadge } from '../components/StatusBadge';
 import { formatInteger } from '../lib/format';
@@ -115,6 +116,7 @@ export function OrganizationDetailPage() {
           />
         </>
       )}
+      <EnrollmentTokens organizationId={org.organization_id} />
     </>
   );
 }

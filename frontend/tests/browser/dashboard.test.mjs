@@ -1,10 +1,8 @@
 // The dashboard in a real browser (Debian's chromium through playwright-core) against the
 // real controller: login, live status, independence, messages, config, costs, audit log,
-// session expiry, phone width, dark theme and the API-down state. Screenshots of every page
-// go to target/screenshots/ at the repository root.
-//
-// Roles are not covered yet: "a viewer sees no independence toggle" needs the accounts of
-// the security feature.
+// session expiry, phone width, dark theme and the API-down state, as the superadmin.
+// Screenshots of every page go to target/screenshots/ at the repository root. Roles (a viewer,
+// an org_admin), the Users page and enrollment tokens are in roles.test.mjs.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
@@ -303,9 +301,9 @@ test('audit log lists the operator actions', async () => {
   });
   await page.getByLabel('Action').selectOption('');
   await shot('10-audit-log');
-  await page.getByRole('link', { name: /Users/ }).click();
-  await page.getByText('Coming with accounts').waitFor();
-  await shot('11-users-placeholder');
+  await page.getByRole('link', { name: 'Users', exact: true }).click();
+  await page.getByTestId('users-table').locator('tr[data-user="admin"]', { hasText: 'you' }).waitFor();
+  await shot('11-users');
   await page.getByRole('link', { name: 'Organizations' }).click();
   await page.getByRole('link', { name: 'org-1' }).or(page.locator('a[href="/organizations/org-1"]')).first().waitFor();
   await shot('12-organizations');

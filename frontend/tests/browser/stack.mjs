@@ -38,6 +38,7 @@ export async function waitFor(what, check, { timeoutMs = 30_000, intervalMs = 10
       const value = await check();
       if (value) return value;
     } catch (e) {
+      if (e?.fatal) throw e;
       lastError = e;
     }
     await new Promise((r) => setTimeout(r, intervalMs));
@@ -58,7 +59,12 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
 }
 
 export class Stack {
-  constructor() {
+  /**
+   * `orchestratorAuth`: `open` (default: orchestrators connect without credentials) or
+   * `token` (every hello needs an enrollment or orchestrator token, as in production).
+   */
+  constructor({ orchestratorAuth = 'open' } = {}) {
+    this.orchestratorAuth = orchestratorAuth;
     this.id = randomUUID().replaceAll('-', '').slice(0, 16);
     this.database = `moolai_frontend_${this.id}`;
     this.prefix = `fe${this.id}`;
@@ -96,9 +102,9 @@ export class Stack {
       HEARTBEAT_INTERVAL_SEC: '1',
       HEARTBEAT_FLUSH_INTERVAL_MS: '50',
       SWEEP_INTERVAL_SEC: '1',
-      // These tests are about the dashboard, not orchestrator credentials (covered by the
-      // Rust end-to-end tests): the simulated orchestrators connect without tokens.
-      ORCHESTRATOR_AUTH: 'open',
+      // dashboard.test.mjs is about the dashboard, not orchestrator credentials: there the
+      // simulated orchestrators connect without tokens. roles.test.mjs runs in token mode.
+      ORCHESTRATOR_AUTH: this.orchestratorAuth,
       MOOLAI_ADMIN_USERNAME: 'admin',
       MOOLAI_ADMIN_PASSWORD: this.adminPassword,
       RUST_LOG: 'info',
@@ -181,12 +187,14 @@ export class Stack {
   /** Logs in over HTTP (for set-up calls the test makes outside the browser). */
   async token() {
     if (this.cachedToken) return this.cachedToken;
-    const body = await this.request('POST', '/api/v1/internal/auth/login', {
-      username: 'admin',
-      password: this.adminPassword,
-    });
-    this.cachedToken = body.user.token;
+    this.cachedToken = await this.login('admin', this.adminPassword);
     return this.cachedToken;
+  }
+
+  /** A session token for any operator account. */
+  async login(username, password) {
+    const body = await this.request('POST', '/api/v1/internal/auth/login', { username, password });
+    return body.user.token;
   }
 
   async request(method, path, body, token) {
@@ -206,9 +214,13 @@ export class Stack {
     return this.request(method, path, body, await this.token());
   }
 
-  /** A simulated orchestrator that records every frame it receives. */
-  async orchestrator(id, organizationId, metadata) {
-    const o = new FakeOrchestrator(this.wsUrl, id, organizationId, metadata);
+  /**
+   * A simulated orchestrator that records every frame it receives. `options.token` is its
+   * credential, sent as `Authorization: Bearer` on the upgrade (`options.tokenIn: 'header'`,
+   * the default) or as `auth_token` in the hello (`'hello'`).
+   */
+  async orchestrator(id, organizationId, metadata, options) {
+    const o = new FakeOrchestrator(this.wsUrl, id, organizationId, metadata, options);
     this.orchestrators.push(o);
     await o.connect();
     return o;
@@ -284,19 +296,30 @@ function canConnect(port) {
   });
 }
 
-/** An HLD-dialect orchestrator: register, heartbeat every second, record frames. */
+/**
+ * An HLD-dialect orchestrator: register, heartbeat every second, record frames and how the
+ * socket closed (`closed`: { code, reason }).
+ */
 export class FakeOrchestrator {
-  constructor(url, id, organizationId, metadata = {}) {
+  constructor(url, id, organizationId, metadata = {}, { token, tokenIn = 'header' } = {}) {
     this.url = url;
     this.id = id;
     this.organizationId = organizationId;
     this.metadata = { name: `Gateway ${id}`, version: '1.0', ...metadata };
+    this.token = token;
+    this.tokenIn = tokenIn;
     this.frames = [];
     this.heartbeats = 0;
+    this.closed = null;
   }
 
   async connect() {
-    this.socket = new WebSocket(this.url);
+    const headers = this.token && this.tokenIn === 'header' ? { authorization: `Bearer ${this.token}` } : {};
+    this.socket = new WebSocket(this.url, { headers });
+    this.socket.on('close', (code, reason) => {
+      clearInterval(this.timer);
+      this.closed = { code, reason: String(reason) };
+    });
     this.socket.on('message', (data) => {
       try {
         this.frames.push(JSON.parse(String(data)));
@@ -313,6 +336,7 @@ export class FakeOrchestrator {
       orchestrator_id: this.id,
       organization_id: this.organizationId,
       metadata: this.metadata,
+      ...(this.token && this.tokenIn === 'hello' ? { auth_token: this.token } : {}),
     });
     await this.waitForFrame('handshake_ack');
     await this.waitForFrame('provisioning');
@@ -329,10 +353,27 @@ export class FakeOrchestrator {
   /** Waits for a frame of `type` (matching `predicate`) and returns it. */
   waitForFrame(type, predicate = () => true, timeoutMs = 10_000) {
     return waitFor(
-      () => `${this.id} to receive ${type} (got: ${this.frames.map((f) => f.type).join(', ')})`,
-      () => this.frames.find((f) => f.type === type && predicate(f)),
+      () =>
+        `${this.id} to receive ${type} (got: ${this.frames.map((f) => f.type).join(', ')}${
+          this.closed ? `; socket closed ${this.closed.code} ${this.closed.reason}` : ''
+        })`,
+      () => {
+        const frame = this.frames.find((f) => f.type === type && predicate(f));
+        if (!frame && this.closed) {
+          // Waiting longer cannot help: fail now, with the controller's reason.
+          throw Object.assign(new Error(`${this.id}: socket closed ${this.closed.code} ${this.closed.reason}`), {
+            fatal: true,
+          });
+        }
+        return frame;
+      },
       { timeoutMs, intervalMs: 25 },
     );
+  }
+
+  /** Waits for the controller to close the socket; returns { code, reason }. */
+  waitForClose(timeoutMs = 10_000) {
+    return waitFor(`${this.id}'s socket to close`, () => this.closed, { timeoutMs, intervalMs: 25 });
   }
 
   close() {
