@@ -25,7 +25,7 @@ pub struct ApiArgs {
     #[arg(long, default_value_t = 10_000)]
     pub messages: usize,
     /// Concurrent HTTP clients; each endpoint is measured at each of these.
-    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
     pub concurrency: Vec<usize>,
     /// Measured seconds per endpoint (after 2 s of warm-up).
     #[arg(long, default_value_t = 20)]

@@ -155,6 +155,22 @@ fn rss_kib(pid: u32) -> Option<u64> {
 /// Proportional set size of a process, in KiB: shared pages are divided among the processes
 /// sharing them, so a sum over PostgreSQL's processes does not count shared buffers N times.
 fn pss_kib(pid: u32) -> Option<u64> {
+    // Walking a PostgreSQL backend's mappings is not free (the kernel's `smaps_account`
+    // showed in profiles): each process is read at most every 5 s.
+    static CACHE: Mutex<Option<HashMap<u32, (std::time::Instant, u64)>>> = Mutex::new(None);
+    let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+    let cache = cache.get_or_insert_with(HashMap::new);
+    if let Some((at, kib)) = cache.get(&pid)
+        && at.elapsed() < Duration::from_secs(5)
+    {
+        return Some(*kib);
+    }
+    let kib = read_pss_kib(pid)?;
+    cache.insert(pid, (std::time::Instant::now(), kib));
+    Some(kib)
+}
+
+fn read_pss_kib(pid: u32) -> Option<u64> {
     let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
     rollup
         .lines()

@@ -42,6 +42,9 @@ pub struct FleetArgs {
     /// `WS_MAX_HANDSHAKES_PER_SEC` of the edges together (split evenly between them).
     #[arg(long, default_value_t = 2000)]
     pub handshakes_per_sec: u32,
+    /// `DATABASE_MAX_CONNECTIONS` of the state service (its default is 10).
+    #[arg(long, default_value_t = 10)]
+    pub state_pool: u32,
 }
 
 /// Sockets one process can hold: its open-file limit minus room for everything else.
@@ -113,7 +116,11 @@ pub async fn bring_up(
     with_api: bool,
 ) -> anyhow::Result<Fleet> {
     b.create_database().await?;
-    b.start_state("state", &[]).await?;
+    b.start_state(
+        "state",
+        &[("DATABASE_MAX_CONNECTIONS", args.state_pool.to_string())],
+    )
+    .await?;
     let mut edge_list = Vec::new();
     let per_edge_rate = (args.handshakes_per_sec / u32::try_from(edges)?).max(1);
     for i in 0..edges {
@@ -239,13 +246,14 @@ pub fn fleet_summary(s: &mut String, b: &Bench, args: &FleetArgs, f: &Fleet) {
         s,
         "Fleet: {} simulated orchestrators (mixed dialects, heartbeat every 30 s as the edge asks) in {} \
          simulator process(es), started at {}/s over {} source addresses, against {} ws-edge(s) \
-         (`WS_MAX_HANDSHAKES_PER_SEC` {} in total); open-file limit per process {}.\n",
+         (`WS_MAX_HANDSHAKES_PER_SEC` {} in total), state with a pool of {} connections; open-file limit per process {}.\n",
         thousands(f.count as f64),
         f.sims.len(),
         thousands(args.connect_rate),
         args.source_addrs,
         f.edges.len(),
         args.handshakes_per_sec,
+        args.state_pool,
         open_file_limit(false).unwrap_or(0)
     );
     let _ = writeln!(
