@@ -145,6 +145,36 @@ pub enum Command {
     },
 }
 
+/// What one socket's orchestrator was last told, in a [`ResyncRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToldState {
+    pub orchestrator_id: String,
+    pub session_id: String,
+    pub independent: bool,
+    pub config_version: i64,
+}
+
+/// Asked by an edge of state on `<prefix>.rpc.v1.resync` after its connection to NATS came
+/// back (internal): commands published while it was cut off are lost, so it reports what its
+/// sockets were last told and state answers with what they missed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResyncRequest {
+    pub sockets: Vec<ToldState>,
+}
+
+/// State's answer to a [`ResyncRequest`]: the commands to apply, only for sockets that missed
+/// something (a newer session elsewhere, deregistration, independence, configuration).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResyncReply {
+    pub commands: Vec<ResyncCommand>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResyncCommand {
+    pub orchestrator_id: String,
+    pub command: Command,
+}
+
 /// Published by the edge on `<prefix>.v1.<org>.<orch>.delivery` after writing an accepted
 /// message to the socket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -27,6 +27,9 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 pub use subjects::{Kind, STATE_QUEUE_GROUP, Subjects};
 
+/// How long [`Bus::ping`] (and so [`Bus::flush`]) waits for the broker.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
     #[error("could not connect to NATS at {url} (set NATS_URL): {source}")]
@@ -89,6 +92,8 @@ pub type Deliveries = Pin<Box<dyn Stream<Item = Delivery> + Send>>;
 pub struct Bus {
     transport: Transport,
     subjects: Subjects,
+    /// Counts connections to the broker (the first and every reconnect).
+    connections: tokio::sync::watch::Receiver<u64>,
 }
 
 #[derive(Clone)]
@@ -116,6 +121,8 @@ impl Bus {
     /// # Errors
     /// [`BusError::Connect`] when NATS cannot be reached within a few seconds.
     pub async fn connect(url: &str, subjects: Subjects, name: &str) -> Result<Self, BusError> {
+        let (counter, connections) = tokio::sync::watch::channel(0_u64);
+        let counter = Arc::new(counter);
         let options = async_nats::ConnectOptions::new()
             .name(name)
             .connection_timeout(Duration::from_secs(5))
@@ -123,11 +130,17 @@ impl Bus {
             // Heartbeat bursts: a larger client-side buffer than the default 2048 messages.
             .client_capacity(65_536)
             .subscription_capacity(262_144)
-            .event_callback(|event| async move {
-                match event {
-                    async_nats::Event::Connected => tracing::info!("NATS connected"),
-                    async_nats::Event::Disconnected => tracing::warn!("NATS disconnected"),
-                    other => tracing::info!(event = %other, "NATS event"),
+            .event_callback(move |event| {
+                let counter = counter.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            tracing::info!("NATS connected");
+                            counter.send_modify(|n| *n += 1);
+                        }
+                        async_nats::Event::Disconnected => tracing::warn!("NATS disconnected"),
+                        other => tracing::info!(event = %other, "NATS event"),
+                    }
                 }
             });
         let client = options
@@ -140,6 +153,7 @@ impl Bus {
         Ok(Self {
             transport: Transport::Nats(client),
             subjects,
+            connections,
         })
     }
 
@@ -150,6 +164,8 @@ impl Bus {
         Self {
             transport: Transport::Local(Arc::default()),
             subjects,
+            // Never reconnects: the sender is gone at once.
+            connections: tokio::sync::watch::channel(0).1,
         }
     }
 
@@ -160,6 +176,17 @@ impl Bus {
             Transport::Nats(_) => "nats",
             Transport::Local(_) => "in-process",
         }
+    }
+
+    /// Changes each time the connection to the broker is established again after this call
+    /// (a broker restart or network cut ends every subscription's server-side state and drops
+    /// what was published meanwhile: holders of level-triggered state repair it then). Closed
+    /// for the in-process bus, which never reconnects.
+    #[must_use]
+    pub fn reconnections(&self) -> tokio::sync::watch::Receiver<u64> {
+        let mut rx = self.connections.clone();
+        rx.mark_unchanged();
+        rx
     }
 
     #[must_use]
@@ -176,17 +203,38 @@ impl Bus {
         }
     }
 
-    /// Round-trip to the broker; used by health checks.
+    /// Round-trip to the broker; used by health checks and after subscribing.
+    ///
+    /// The client's own flush only says the commands left the socket. This sends a message to
+    /// a private inbox and waits for it to come back: the broker handles one connection's
+    /// commands in order, so when it answers, it has also registered every subscription and
+    /// received every message this handle sent before.
     ///
     /// # Errors
-    /// When the broker does not answer.
+    /// When the broker does not answer within [`PING_TIMEOUT`].
     pub async fn ping(&self) -> Result<(), BusError> {
-        match &self.transport {
-            Transport::Nats(c) => c.flush().await.map_err(|e| BusError::Publish {
-                subject: "(flush)".into(),
-                message: e.to_string(),
-            }),
-            Transport::Local(_) => Ok(()),
+        let Transport::Nats(c) = &self.transport else {
+            return Ok(());
+        };
+        let failed = |message: String| BusError::Publish {
+            subject: "(ping)".into(),
+            message,
+        };
+        let inbox = c.new_inbox();
+        let mut echo = c
+            .subscribe(inbox.clone())
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        c.publish(inbox, Bytes::new())
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        c.flush().await.map_err(|e| failed(e.to_string()))?;
+        match tokio::time::timeout(PING_TIMEOUT, echo.next()).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(failed("the connection closed".into())),
+            Err(_) => Err(failed(format!(
+                "no answer from the broker within {PING_TIMEOUT:?}"
+            ))),
         }
     }
 
@@ -353,7 +401,7 @@ impl Bus {
         Ok(Box::pin(sub.map(to_delivery)))
     }
 
-    /// Waits until everything published so far has reached the broker.
+    /// Waits until the broker has everything published and every subscription made so far.
     ///
     /// # Errors
     /// When the broker cannot be reached.

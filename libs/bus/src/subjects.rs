@@ -111,6 +111,13 @@ impl Subjects {
         format!("{}.rpc.v1.hello", self.prefix)
     }
 
+    /// Request-reply subject an edge asks state on after its connection to NATS came back:
+    /// which commands its sockets missed (internal).
+    #[must_use]
+    pub fn resync(&self) -> String {
+        format!("{}.rpc.v1.resync", self.prefix)
+    }
+
     /// Splits a per-orchestrator subject into (organization, orchestrator, kind).
     #[must_use]
     pub fn parse<'a>(&self, subject: &'a str) -> Option<(&'a str, &'a str, Kind)> {

@@ -4,7 +4,7 @@
 use moolai_protocol::{DeliveredMessage, Provisioning};
 use moolai_store::{
     Actor, ConnectionRecord, HelloRegistration, IndependenceChange, NewOrchestrator,
-    OrchestratorQuery, OrchestratorRecord, Page, Registered, StoreError,
+    OrchestratorQuery, OrchestratorRecord, Page, Registered, StoreError, Supervision,
 };
 use serde_json::{Map, Value, json};
 use sqlx::postgres::PgArguments;
@@ -68,6 +68,22 @@ pub(crate) async fn provisioning(
     .await
     .map_err(db_error)?;
     Ok(row.map(Into::into))
+}
+
+/// Session, independence and configuration of these orchestrators, in one query.
+pub(crate) async fn supervision(
+    pool: &sqlx::PgPool,
+    orchestrator_ids: &[String],
+) -> Result<Vec<Supervision>, StoreError> {
+    let rows: Vec<(String, Option<String>, bool, i64, Value)> = sqlx::query_as(
+        "SELECT orchestrator_id, session_id, is_independent, config_version, session_config \
+         FROM orchestrator_instances WHERE orchestrator_id = ANY($1)",
+    )
+    .bind(orchestrator_ids)
+    .fetch_all(pool)
+    .await
+    .map_err(db_error)?;
+    Ok(rows.into_iter().map(Supervision::from).collect())
 }
 
 /// Provisioning fields plus what the hello reports back about liveness.

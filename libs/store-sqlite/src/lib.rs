@@ -53,7 +53,7 @@ use moolai_store::{
     NewOrchestrator, NewOrchestratorCredential, NewOrganization, NewSession, NewUser,
     OrchestratorCredentialRecord, OrchestratorQuery, OrchestratorRecord, OrganizationRecord,
     Overview, Page, Registered, SessionRecord, StatusChange, Store, StoreError, StoreResult,
-    SweepOutcome, UsageWrite, UserLogin, UserRecord, UserUpdate,
+    Supervision, SweepOutcome, UsageWrite, UserLogin, UserRecord, UserUpdate,
 };
 use serde_json::{Map, Value};
 use sqlx::migrate::Migrator;
@@ -421,6 +421,11 @@ impl Store for SqliteStore {
     async fn provisioning(&self, orchestrator_id: &str) -> StoreResult<Option<Provisioning>> {
         let mut conn = self.pool.acquire().await.map_err(db_error)?;
         orchestrators::provisioning(&mut conn, orchestrator_id).await
+    }
+
+    #[tracing::instrument(skip_all, fields(orchestrators = orchestrator_ids.len()))]
+    async fn supervision(&self, orchestrator_ids: &[String]) -> StoreResult<Vec<Supervision>> {
+        orchestrators::supervision(&self.pool, orchestrator_ids).await
     }
 
     #[tracing::instrument(skip_all, fields(message_id = %message_id, session_id = %session_id))]

@@ -4,7 +4,7 @@
 use moolai_protocol::{DeliveredMessage, Provisioning};
 use moolai_store::{
     Actor, ConnectionRecord, HelloRegistration, IndependenceChange, NewOrchestrator,
-    OrchestratorQuery, OrchestratorRecord, Page, Registered, StoreError,
+    OrchestratorQuery, OrchestratorRecord, Page, Registered, StoreError, Supervision,
 };
 use serde_json::{Map, Value, json};
 use sqlx::types::Json;
@@ -67,6 +67,25 @@ pub(crate) async fn provisioning(
     .await
     .map_err(db_error)?;
     Ok(row.map(Into::into))
+}
+
+/// Session, independence and configuration of these orchestrators, in one query (the ids
+/// bound as one JSON array).
+pub(crate) async fn supervision(
+    pool: &sqlx::SqlitePool,
+    orchestrator_ids: &[String],
+) -> Result<Vec<Supervision>, StoreError> {
+    let ids =
+        serde_json::to_string(orchestrator_ids).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let rows: Vec<(String, Option<String>, bool, i64, Value)> = sqlx::query_as(
+        "SELECT orchestrator_id, session_id, is_independent, config_version, session_config \
+         FROM orchestrator_instances WHERE orchestrator_id IN (SELECT value FROM json_each($1))",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+    .map_err(db_error)?;
+    Ok(rows.into_iter().map(Supervision::from).collect())
 }
 
 /// Provisioning fields plus what the hello reports back about liveness.

@@ -1075,6 +1075,21 @@ pub async fn session_config_updates_bump_the_version(store: &dyn Store) {
             .expect("provisioning")
             .is_none()
     );
+
+    // What an edge repairing its sockets reads: the current session, independence and
+    // configuration, in one call; unknown ids are absent.
+    let supervision = store
+        .supervision(&["orch-1".to_owned(), "missing".to_owned()])
+        .await
+        .expect("supervision");
+    assert_eq!(supervision.len(), 1, "{supervision:?}");
+    let s = &supervision[0];
+    assert_eq!(s.orchestrator_id, "orch-1");
+    assert_eq!(s.session_id.as_deref(), Some("sess-2"));
+    assert!(!s.is_independent);
+    assert_eq!(s.config_version, 2);
+    assert_eq!(s.session_config, json!({ "model": "b" }));
+    assert!(store.supervision(&[]).await.expect("empty").is_empty());
 }
 
 /// Pre-registration needs an existing organization and a new id; deregistration returns what

@@ -125,6 +125,11 @@ pub trait Store: Send + Sync + 'static {
     /// Current provisioning of an orchestrator.
     async fn provisioning(&self, orchestrator_id: &str) -> StoreResult<Option<Provisioning>>;
 
+    /// What the controller has told (or must tell) these orchestrators: their current
+    /// session, independence and configuration. Unknown (deregistered) ids are absent. Used
+    /// by an edge whose connection to the broker came back, to repair what it missed.
+    async fn supervision(&self, orchestrator_ids: &[String]) -> StoreResult<Vec<Supervision>>;
+
     /// Records that an accepted message was written to the orchestrator's socket.
     async fn mark_delivered(&self, message_id: &str, session_id: &str) -> StoreResult<()>;
 

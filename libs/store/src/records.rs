@@ -701,3 +701,37 @@ pub struct CredentialRevocation {
     pub record: OrchestratorCredentialRecord,
     pub sessions: Vec<CredentialSession>,
 }
+
+/// The level-triggered state of one orchestrator, as [`Store::supervision`](crate::Store::supervision)
+/// returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Supervision {
+    pub orchestrator_id: String,
+    /// The session that registered last.
+    pub session_id: Option<String>,
+    pub is_independent: bool,
+    pub config_version: i64,
+    pub session_config: Value,
+}
+
+impl From<(String, Option<String>, bool, i64, Value)> for Supervision {
+    /// From a row of (orchestrator_id, session_id, is_independent, config_version,
+    /// session_config), the columns both backends select.
+    fn from(
+        (orchestrator_id, session_id, is_independent, config_version, session_config): (
+            String,
+            Option<String>,
+            bool,
+            i64,
+            Value,
+        ),
+    ) -> Self {
+        Self {
+            orchestrator_id,
+            session_id,
+            is_independent,
+            config_version,
+            session_config,
+        }
+    }
+}

@@ -17,6 +17,7 @@
 pub mod frames;
 pub mod heartbeats;
 pub mod hello;
+pub mod resync;
 pub mod sweep;
 
 use std::sync::Arc;
@@ -206,6 +207,10 @@ pub async fn launch(
         .queue_subscribe(subjects.all(Kind::Delivery), STATE_QUEUE_GROUP)
         .await
         .context("subscribing to deliveries")?;
+    let resyncs = bus
+        .queue_subscribe(subjects.resync(), STATE_QUEUE_GROUP)
+        .await
+        .context("subscribing to resync requests")?;
     // Subscriptions are registered with the server before we report ready.
     bus.flush().await.context("flushing subscriptions")?;
 
@@ -245,6 +250,16 @@ pub async fn launch(
                 let ctx = ctx.clone();
                 async move { handle_delivery(&ctx, d).await }
             });
+            tokio::select! { () = work => {}, () = stop.cancelled() => {} }
+        });
+    }
+
+    {
+        let ctx = ctx.clone();
+        let stop = shutdown.clone();
+        tracker.spawn(async move {
+            // Rare (an edge reconnected to NATS) and one query each: two at a time is plenty.
+            let work = resyncs.for_each_concurrent(2, |d| resync::handle(&ctx, d));
             tokio::select! { () = work => {}, () = stop.cancelled() => {} }
         });
     }

@@ -28,7 +28,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::StreamExt;
-use moolai_bus::events::Command;
+use moolai_bus::events::{Command, ResyncReply, ResyncRequest, ToldState};
 use moolai_bus::{Bus, Kind};
 use moolai_config::OrchestratorAuth;
 use serde::Deserialize;
@@ -212,6 +212,7 @@ pub struct Edge {
 pub struct EdgeService {
     edge: Arc<Edge>,
     command_task: tokio::task::JoinHandle<()>,
+    resync_task: tokio::task::JoinHandle<()>,
 }
 
 impl EdgeService {
@@ -253,7 +254,12 @@ impl EdgeService {
             .await
             .context("flushing the command subscription")?;
         let command_task = tokio::spawn(route_commands(edge.clone(), commands));
-        Ok(Self { edge, command_task })
+        let resync_task = tokio::spawn(resync_after_reconnects(edge.clone()));
+        Ok(Self {
+            edge,
+            command_task,
+            resync_task,
+        })
     }
 
     /// The shared edge, for embedding servers that mount [`upgrade`] themselves.
@@ -287,6 +293,7 @@ impl EdgeService {
             );
         }
         self.command_task.abort();
+        self.resync_task.abort();
         let _ = self.edge.bus.flush().await;
     }
 }
@@ -404,9 +411,6 @@ async fn route_commands(edge: Arc<Edge>, mut commands: moolai_bus::Deliveries) {
         let Some((_, orchestrator_id, _)) = edge.bus.subjects().parse(&delivery.subject) else {
             continue;
         };
-        let Some(handle) = edge.registry.get(orchestrator_id) else {
-            continue; // another edge holds it, or nobody: state is repaired on reconnect
-        };
         let command: Command = match delivery.json() {
             Ok(c) => c,
             Err(e) => {
@@ -414,38 +418,119 @@ async fn route_commands(edge: Arc<Edge>, mut commands: moolai_bus::Deliveries) {
                 continue;
             }
         };
-        metrics::counter!("moolai_edge_commands_total").increment(1);
-        match command {
-            Command::Send { frame, message_id } => {
-                handle.send(socket::Outbound::Frame { frame, message_id });
+        apply(&edge, orchestrator_id, command);
+    }
+}
+
+/// Applies one command to the socket of `orchestrator_id`, if this edge holds it.
+fn apply(edge: &Edge, orchestrator_id: &str, command: Command) {
+    // A socket whose hello is committing gets the frames too, queued behind its provisioning:
+    // a command published after the commit but before the socket is bound would otherwise be
+    // lost (the hello already read the state before the change).
+    if let Command::Send { frame, message_id } = &command {
+        for pending in edge.registry.pending(orchestrator_id) {
+            pending.send(socket::Outbound::Frame {
+                frame: frame.clone(),
+                message_id: message_id.clone(),
+            });
+        }
+    }
+    let Some(handle) = edge.registry.get(orchestrator_id) else {
+        return; // another edge holds it, or nobody: state is repaired on reconnect
+    };
+    metrics::counter!("moolai_edge_commands_total").increment(1);
+    match command {
+        Command::Send { frame, message_id } => {
+            handle.send(socket::Outbound::Frame { frame, message_id });
+        }
+        Command::SessionStarted { session_id } => {
+            if *handle.session_id != *session_id {
+                handle.send(socket::Outbound::Close {
+                    code: socket::CLOSE_REPLACED,
+                    reason: "replaced by a newer connection".into(),
+                    disconnect_reason: "replaced",
+                });
             }
-            Command::SessionStarted { session_id } => {
-                if *handle.session_id != *session_id {
-                    handle.send(socket::Outbound::Close {
-                        code: socket::CLOSE_REPLACED,
-                        reason: "replaced by a newer connection".into(),
-                        disconnect_reason: "replaced",
-                    });
+        }
+        Command::Close {
+            code,
+            reason,
+            session_id,
+        } => {
+            if session_id.is_none_or(|s| *handle.session_id == *s) {
+                let disconnect_reason = if code == socket::CLOSE_CREDENTIAL_REVOKED {
+                    "credential_revoked"
+                } else {
+                    "closed_by_controller"
+                };
+                handle.send(socket::Outbound::Close {
+                    code,
+                    reason,
+                    disconnect_reason,
+                });
+            }
+        }
+    }
+}
+
+/// Sockets per resync request (state answers up to `MAX_SOCKETS_PER_REQUEST` of them).
+const RESYNC_CHUNK: usize = 1_000;
+
+/// After every reconnection to NATS, asks state which commands the sockets of this edge
+/// missed while it was cut off, and applies them.
+async fn resync_after_reconnects(edge: Arc<Edge>) {
+    let mut reconnections = edge.bus.reconnections();
+    while reconnections.changed().await.is_ok() {
+        resync(&edge).await;
+    }
+}
+
+async fn resync(edge: &Edge) {
+    let sockets = edge.registry.snapshot();
+    let mut repaired = 0usize;
+    for chunk in sockets.chunks(RESYNC_CHUNK) {
+        let request = ResyncRequest {
+            sockets: chunk
+                .iter()
+                .map(|(id, h)| ToldState {
+                    orchestrator_id: id.clone(),
+                    session_id: h.session_id.to_string(),
+                    independent: h.told.independent(),
+                    config_version: h.told.config_version(),
+                })
+                .collect(),
+        };
+        // State may be reconnecting too: retry with a growing pause, then give up on this
+        // chunk (its sockets get their state on their next hello).
+        for attempt in 1..=10_u32 {
+            let subject = edge.bus.subjects().resync();
+            match edge
+                .bus
+                .request::<_, ResyncReply>(subject, &request, Duration::from_secs(5))
+                .await
+            {
+                Ok(reply) => {
+                    repaired += reply.commands.len();
+                    for c in reply.commands {
+                        apply(edge, &c.orchestrator_id, c.command);
+                    }
+                    break;
                 }
-            }
-            Command::Close {
-                code,
-                reason,
-                session_id,
-            } => {
-                if session_id.is_none_or(|s| *handle.session_id == *s) {
-                    let disconnect_reason = if code == socket::CLOSE_CREDENTIAL_REVOKED {
-                        "credential_revoked"
-                    } else {
-                        "closed_by_controller"
-                    };
-                    handle.send(socket::Outbound::Close {
-                        code,
-                        reason,
-                        disconnect_reason,
-                    });
+                Err(e) if attempt < 10 && !edge.shutdown.is_cancelled() => {
+                    tracing::debug!(error = %e, attempt, "resync not answered yet");
+                    tokio::time::sleep(Duration::from_millis(500) * attempt).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, sockets = chunk.len(), "resync gave up");
+                    break;
                 }
             }
         }
     }
+    metrics::counter!("moolai_edge_resync_commands_total").increment(repaired as u64);
+    tracing::info!(
+        sockets = sockets.len(),
+        commands = repaired,
+        "resynchronized with state after reconnecting to NATS"
+    );
 }

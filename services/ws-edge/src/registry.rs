@@ -1,7 +1,10 @@
 //! Which orchestrator is on which socket of this edge.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+
+use moolai_protocol::ServerFrame;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -15,6 +18,49 @@ pub struct SocketHandle {
     pub tx: mpsc::Sender<Outbound>,
     /// Cancelled when the socket must close but its queue is full (slow consumer).
     pub kill: CancellationToken,
+    /// What the orchestrator was last told, for the resync after a broker outage.
+    pub told: Arc<Told>,
+}
+
+/// The level-triggered state an orchestrator was last sent on its socket: independence and
+/// configuration version. After the edge's connection to the broker comes back, commands
+/// published meanwhile are lost; state compares this with the database and sends what is
+/// missing.
+#[derive(Debug, Default)]
+pub struct Told {
+    independent: AtomicBool,
+    config_version: AtomicI64,
+}
+
+impl Told {
+    /// Notes a frame written to the socket.
+    pub fn record(&self, frame: &ServerFrame) {
+        match frame {
+            ServerFrame::Provisioning { data } => {
+                self.independent
+                    .store(data.is_independent, Ordering::Relaxed);
+                self.config_version
+                    .fetch_max(data.config_version, Ordering::Relaxed);
+            }
+            ServerFrame::StopMonitoring(_) => self.independent.store(true, Ordering::Relaxed),
+            ServerFrame::ResumeMonitoring(_) => self.independent.store(false, Ordering::Relaxed),
+            ServerFrame::ConfigUpdate { data } => {
+                self.config_version
+                    .fetch_max(data.config_version, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+
+    #[must_use]
+    pub fn independent(&self) -> bool {
+        self.independent.load(Ordering::Relaxed)
+    }
+
+    #[must_use]
+    pub fn config_version(&self) -> i64 {
+        self.config_version.load(Ordering::Relaxed)
+    }
 }
 
 impl SocketHandle {
@@ -37,6 +83,10 @@ impl SocketHandle {
 #[derive(Default)]
 pub struct Registry {
     sockets: Mutex<HashMap<String, SocketHandle>>,
+    /// Sockets whose hello state is committing: frames for their orchestrator queue on them
+    /// until they are bound, so a command published between the commit and the binding is
+    /// not lost.
+    pending: Mutex<HashMap<String, Vec<SocketHandle>>>,
 }
 
 impl Registry {
@@ -68,6 +118,47 @@ impl Registry {
         metrics::gauge!("moolai_edge_registered_sockets").set(len as f64);
     }
 
+    /// Adds a socket whose hello is being committed (frames for it queue on it until it is bound).
+    pub fn add_pending(&self, id: &str, handle: SocketHandle) {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(id.to_owned())
+            .or_default()
+            .push(handle);
+    }
+
+    /// Removes a pending socket (its hello was answered, either way).
+    pub fn remove_pending(&self, id: &str, session_id: &str) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(list) = pending.get_mut(id) {
+            list.retain(|h| &*h.session_id != session_id);
+            if list.is_empty() {
+                pending.remove(id);
+            }
+        }
+    }
+
+    /// Sockets of `id` whose hello is being committed.
+    #[must_use]
+    pub fn pending(&self, id: &str) -> Vec<SocketHandle> {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Every (orchestrator, socket) of this edge right now.
+    #[must_use]
+    pub fn snapshot(&self) -> Vec<(String, SocketHandle)> {
+        self.lock()
+            .iter()
+            .map(|(id, h)| (id.clone(), h.clone()))
+            .collect()
+    }
+
     #[must_use]
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -90,6 +181,7 @@ mod tests {
                 session_id: session.into(),
                 tx,
                 kill: CancellationToken::new(),
+                told: Arc::default(),
             },
             rx,
         )

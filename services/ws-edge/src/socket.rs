@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::Edge;
-use crate::registry::SocketHandle;
+use crate::registry::{SocketHandle, Told};
 
 pub const CLOSE_NORMAL: u16 = 1000;
 pub const CLOSE_GOING_AWAY: u16 = 1001;
@@ -222,6 +222,33 @@ struct Session {
     subjects: SessionSubjects,
 }
 
+/// A socket registered as pending while its hello commits; unregistered when dropped.
+struct Pending {
+    edge: Arc<Edge>,
+    orchestrator_id: String,
+    session_id: Arc<str>,
+}
+
+impl Pending {
+    fn add(edge: &Arc<Edge>, orchestrator_id: &str, handle: SocketHandle) -> Self {
+        let session_id = handle.session_id.clone();
+        edge.registry.add_pending(orchestrator_id, handle);
+        Self {
+            edge: edge.clone(),
+            orchestrator_id: orchestrator_id.to_owned(),
+            session_id,
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.edge
+            .registry
+            .remove_pending(&self.orchestrator_id, &self.session_id);
+    }
+}
+
 async fn session(
     edge: Arc<Edge>,
     mut socket: WebSocket,
@@ -257,6 +284,19 @@ async fn session(
         edge_id: edge.edge_id.clone(),
         remote_addr: Some(addr.to_string()),
     };
+    // The socket's queue exists before the hello is sent: commands for this orchestrator that
+    // arrive while state commits the hello wait in it (behind provisioning) instead of being
+    // lost in the gap between the commit and the binding below.
+    let (tx, mut rx) = mpsc::channel(edge.settings.ws_outbound_queue);
+    let kill = CancellationToken::new();
+    let told = Arc::new(Told::default());
+    let handle = SocketHandle {
+        session_id: session_id.as_str().into(),
+        tx,
+        kill: kill.clone(),
+        told: told.clone(),
+    };
+    let binding = Pending::add(&edge, &request.orchestrator_id, handle.clone());
     let reply: Result<HelloReply, BusError> = edge
         .bus
         .request(
@@ -318,14 +358,10 @@ async fn session(
         session_id,
     };
 
-    let (tx, mut rx) = mpsc::channel(edge.settings.ws_outbound_queue);
-    let kill = CancellationToken::new();
-    let handle = SocketHandle {
-        session_id: s.session_id.as_str().into(),
-        tx,
-        kill: kill.clone(),
-    };
-    if let Some(old) = edge.registry.insert(&s.orchestrator_id, handle) {
+    let replaced = edge.registry.insert(&s.orchestrator_id, handle);
+    // Bound: commands now reach it through the registry, no longer as a pending socket.
+    drop(binding);
+    if let Some(old) = replaced {
         old.send(Outbound::Close {
             code: CLOSE_REPLACED,
             reason: "replaced by a newer connection".into(),
@@ -344,12 +380,9 @@ async fn session(
         heartbeat_interval_sec: Some(edge.settings.heartbeat_interval_sec),
     });
     let independent = provisioning.is_independent;
-    let mut ok = send(&mut socket, &ack).await
-        && send(
-            &mut socket,
-            &ServerFrame::Provisioning { data: provisioning },
-        )
-        .await;
+    let provisioning = ServerFrame::Provisioning { data: provisioning };
+    told.record(&provisioning);
+    let mut ok = send(&mut socket, &ack).await && send(&mut socket, &provisioning).await;
     if ok && independent {
         ok = send(
             &mut socket,
@@ -374,7 +407,7 @@ async fn session(
     }
 
     let end = if ok {
-        serve(&edge, &mut socket, &s, &mut rx, &kill).await
+        serve(&edge, &mut socket, &s, &mut rx, &kill, &told).await
     } else {
         End::Disconnect {
             close: None,
@@ -489,6 +522,7 @@ async fn serve(
     s: &Session,
     rx: &mut mpsc::Receiver<Outbound>,
     kill: &CancellationToken,
+    told: &Told,
 ) -> End {
     let settings = &edge.settings;
     let idle = Duration::from_secs(settings.ws_idle_timeout_sec);
@@ -508,6 +542,7 @@ async fn serve(
             out = rx.recv() => {
                 match out {
                     Some(Outbound::Frame { frame, message_id }) => {
+                        told.record(&frame);
                         if !send(socket, &frame).await {
                             return End::Disconnect { close: None, reason: "write_failed" };
                         }

@@ -79,6 +79,31 @@ async fn start(settings: EdgeSettings, state: bool) -> Harness {
                 seen.lock()
                     .expect("lock")
                     .push((req.orchestrator_id.clone(), req.auth_token.clone()));
+                if req.orchestrator_id.starts_with("race-") {
+                    // An operator switches independence on right after this hello read the
+                    // state: the command goes out before the edge has bound the socket.
+                    let command = Command::Send {
+                        frame: ServerFrame::StopMonitoring(MonitoringChange {
+                            orchestrator_id: req.orchestrator_id.clone(),
+                            is_independent: true,
+                            ts: "now".into(),
+                            reason: None,
+                        }),
+                        message_id: None,
+                    };
+                    let org = req
+                        .organization_id
+                        .clone()
+                        .unwrap_or_else(|| "org-t".into());
+                    b.publish(
+                        b.subjects()
+                            .orchestrator(Kind::Command, &org, &req.orchestrator_id),
+                        &command,
+                    )
+                    .await
+                    .expect("publish");
+                    b.flush().await.expect("flush");
+                }
                 let reply = if req.orchestrator_id.starts_with("reject-") {
                     HelloReply::Rejected {
                         code: "organization_mismatch".into(),
@@ -382,6 +407,21 @@ async fn commands_reach_the_socket_and_a_newer_session_replaces_the_old() {
         )
         .await
         .expect("publish");
+    h.stop.cancel();
+}
+
+#[tokio::test]
+async fn a_command_published_while_the_hello_commits_is_not_lost() {
+    let h = start(settings(), true).await;
+    let (mut socket, _) = connect_and_hello(&h.url, &register("race-1", "org"), T)
+        .await
+        .expect("hello");
+    // The provisioning said "supervised"; the command that followed it must still arrive.
+    let frame = socket
+        .expect("stop_monitoring", T)
+        .await
+        .expect("the command sent during the hello reaches the socket");
+    assert_eq!(frame["is_independent"], true);
     h.stop.cancel();
 }
 

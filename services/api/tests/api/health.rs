@@ -102,6 +102,9 @@ impl Store for FlakyStore {
     async fn provisioning(&self, o: &str) -> StoreResult<Option<moolai_protocol::Provisioning>> {
         self.inner.provisioning(o).await
     }
+    async fn supervision(&self, ids: &[String]) -> StoreResult<Vec<moolai_store::Supervision>> {
+        self.inner.supervision(ids).await
+    }
     async fn mark_delivered(&self, m: &str, s: &str) -> StoreResult<()> {
         self.inner.mark_delivered(m, s).await
     }
