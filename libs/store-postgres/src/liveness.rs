@@ -58,20 +58,25 @@ impl PgStore {
 
         // The stored status only becomes active when the new last_seen is within the TTL, so a
         // heartbeat that arrives late does not announce an orchestrator the sweep would flip
-        // straight back.
+        // straight back. The locking step is a MATERIALIZED CTE, run once: as a subquery, a
+        // planner that believes the table is nearly empty (fresh statistics are minutes away)
+        // put it on the inner side of a nested loop and ran it, locks and all, once per row:
+        // cubic in the fleet, seconds per flush at a few hundred orchestrators.
         let rows: Vec<StatusWriteRow> = sqlx::query_as(
-            "UPDATE orchestrator_instances o SET \
+            "WITH prev AS MATERIALIZED ( \
+                 SELECT p.orchestrator_id, p.status, b.ts \
+                 FROM unnest($1::text[], $2::timestamptz[]) AS b(id, ts) \
+                 JOIN orchestrator_instances p ON p.orchestrator_id = b.id \
+                 ORDER BY p.orchestrator_id \
+                 FOR UPDATE OF p) \
+             UPDATE orchestrator_instances o SET \
                  last_seen = GREATEST(o.last_seen, prev.ts), \
                  status = CASE WHEN o.disconnected_at IS NULL \
                      AND GREATEST(o.last_seen, prev.ts) > now() - make_interval(secs => $3::float8) \
                      THEN 'active' ELSE o.status END, \
                  last_activity = GREATEST(o.last_activity, prev.ts), \
                  updated_at = now() \
-             FROM (SELECT p.orchestrator_id, p.status, b.ts \
-                   FROM unnest($1::text[], $2::timestamptz[]) AS b(id, ts) \
-                   JOIN orchestrator_instances p ON p.orchestrator_id = b.id \
-                   ORDER BY p.orchestrator_id \
-                   FOR UPDATE OF p) AS prev \
+             FROM prev \
              WHERE o.orchestrator_id = prev.orchestrator_id AND NOT o.is_independent \
              RETURNING o.orchestrator_id, o.organization_id, prev.status AS previous, \
                  o.status AS current, o.is_independent, o.last_seen"
@@ -237,7 +242,7 @@ async fn refresh_statistics(tx: &mut sqlx::PgConnection) -> Result<(), StoreErro
     let planned = f64::from(planned.max(0.0));
     #[allow(clippy::cast_precision_loss)] // row counts far below 2^52
     let live = live as f64;
-    if live > 2.0 * planned + 500.0 {
+    if live > 2.0 * planned + 50.0 {
         tracing::info!(
             planned,
             live,
