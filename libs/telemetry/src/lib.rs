@@ -8,6 +8,8 @@
 //!
 //! Nothing here starts a listener; services own their HTTP servers.
 
+pub mod http;
+
 use anyhow::Context;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use opentelemetry::trace::TracerProvider as _;

@@ -2,7 +2,7 @@
 //! [`run`] (binds the configured ports, serves metrics) and the CLI entry points
 //! [`serve_from_env`] / [`migrate_from_env`].
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -127,32 +127,24 @@ pub async fn launch_with_listener(
 }
 
 /// Serves `app` until `shutdown` fires, giving open requests [`DRAIN_DEADLINE`] to finish.
+/// Connections must send their request headers within
+/// [`HEADER_READ_TIMEOUT`](moolai_telemetry::http::HEADER_READ_TIMEOUT).
 ///
 /// # Errors
-/// When the server fails.
+/// None today; kept fallible for the callers.
 pub async fn serve_until_drained(
     listener: TcpListener,
     app: axum::Router,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let server = axum::serve(
+    moolai_telemetry::http::serve_with(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app,
+        shutdown.clone(),
+        moolai_telemetry::http::HEADER_READ_TIMEOUT,
+        DRAIN_DEADLINE,
     )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let drained = tokio::select! {
-        result = server.into_future() => {
-            result.context("the HTTP server failed")?;
-            true
-        }
-        () = async {
-            shutdown.cancelled().await;
-            tokio::time::sleep(DRAIN_DEADLINE).await;
-        } => false,
-    };
-    if !drained {
-        tracing::warn!(deadline = ?DRAIN_DEADLINE, "requests still running at the drain deadline; stopping anyway");
-    }
+    .await;
     Ok(())
 }
 

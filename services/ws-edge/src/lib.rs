@@ -311,15 +311,9 @@ pub async fn launch_with_listener(
 ) -> anyhow::Result<()> {
     let service = EdgeService::start(settings, bus, shutdown.clone()).await?;
     tracing::info!(addr = %listener.local_addr()?, edge_id = %service.edge.edge_id, "ws-edge listening");
-    axum::serve(
-        listener,
-        service
-            .router()
-            .into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await
-    .context("ws-edge server")?;
+    // Upgrade requests must arrive whole within the header deadline: half-open ones by the
+    // thousand cannot pile up (the socket cap only counts upgraded sockets).
+    moolai_telemetry::http::serve(listener, service.router(), shutdown).await;
     service.drain().await;
     Ok(())
 }
