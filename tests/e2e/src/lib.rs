@@ -91,6 +91,32 @@ impl Service {
         }
     }
 
+    /// Kills the process with SIGKILL (no cleanup of any kind) and reaps it.
+    ///
+    /// # Errors
+    /// When the process was already stopped.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            bail!("{} already stopped", self.name)
+        };
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// The operating system's id of the process, while it runs.
+    #[must_use]
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether the process is still running (false once it exited by itself or was stopped).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// The process's log so far (stderr and stdout).
     #[must_use]
     pub fn log_text(&self) -> String {
