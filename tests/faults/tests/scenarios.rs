@@ -611,6 +611,46 @@ async fn hostile_peers_do_not_hurt_the_fleet() {
         }
         hostile.push((*kind, socket));
     }
+    // An orchestrator that stops reading while the controller has 36 MB of frames for it:
+    // once the socket buffers are full, its bounded outbound queue overflows and the edge
+    // closes it instead of buffering.
+    let mut non_reader = TestSocket::connect(&direct).await.expect("upgrade");
+    non_reader
+        .send(&with_token(register("non-reader", "faults-org"), &token))
+        .await
+        .expect("hello");
+    non_reader
+        .expect("provisioning", Duration::from_secs(10))
+        .await
+        .expect("provisioning");
+    let bus = moolai_bus::Bus::connect(
+        &r.topology.nats.url(),
+        moolai_bus::Subjects::new(&r.topology.env.prefix).expect("prefix"),
+        "faults-commands",
+    )
+    .await
+    .expect("nats");
+    let subject =
+        bus.subjects()
+            .orchestrator(moolai_bus::Kind::Command, "faults-org", "non-reader");
+    for version in 1..=600_i64 {
+        let command = serde_json::json!({
+            "command": "send",
+            "frame": {
+                "type": "config_update",
+                "data": {
+                    "orchestrator_id": "non-reader",
+                    "session_config": { "padding": "x".repeat(60_000) },
+                    "config_version": version,
+                    "ts": "2026-11-27T00:00:00Z"
+                }
+            }
+        });
+        bus.publish(subject.clone(), &command)
+            .await
+            .expect("publish");
+    }
+    bus.flush().await.expect("flush");
     let rss_peak = r.topology.rss_kib(Role::Edge, 0).expect("rss");
 
     // Meanwhile the fleet's heartbeats keep landing and a new orchestrator gets in quickly.
@@ -666,6 +706,35 @@ async fn hostile_peers_do_not_hurt_the_fleet() {
             half_open_closed += 1;
         }
     }
+    // The edge gave up on the non-reader and said why.
+    let non_reader_end = {
+        let pool = r.topology.pool().await.expect("pool");
+        let started = Instant::now();
+        loop {
+            let reason: Option<String> = sqlx::query_scalar(
+                "SELECT disconnect_reason FROM orchestrator_connections \
+                 WHERE orchestrator_id = 'non-reader' AND disconnected_at IS NOT NULL",
+            )
+            .fetch_optional(&pool)
+            .await
+            .expect("query")
+            .flatten();
+            if let Some(reason) = reason {
+                break (reason, started.elapsed());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the edge kept a socket that never reads\n{}",
+                r.topology.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    assert!(
+        ["slow_consumer", "write_failed"].contains(&non_reader_end.0.as_str()),
+        "{non_reader_end:?}"
+    );
+    drop(non_reader);
     let rss_after = r.topology.rss_kib(Role::Edge, 0).expect("rss");
     drop(half_open);
     let pool = r.topology.pool().await.expect("pool");
@@ -675,12 +744,15 @@ async fn hostile_peers_do_not_hurt_the_fleet() {
         s,
         &format!(
             "against one edge holding ~150 of the fleet: {HALF_OPEN} half-open upgrade requests, \
-             300 sockets that never said hello, 40 protocol breakers ({codes:?}); edge RSS {} MiB \
+             300 sockets that never said hello, 40 protocol breakers ({codes:?}), one \
+             orchestrator that stopped reading with 36 MB of frames queued for it (closed by \
+             the edge: {}); edge RSS {} MiB \
              before, {} MiB at the peak, {} MiB after; the fleet's heartbeats kept landing ({:.2} s \
              to see every last_seen move), a new orchestrator connected in {:.0} ms; silent \
              sockets closed at the deadline: {silent_closed}/300; half-open requests ended by the \
              edge: {half_open_closed}/{HALF_OPEN} ({:.0} s after the attack began); every \
              last_seen moved again {:.2} s after that",
+            non_reader_end.0,
             rss_before / 1024,
             rss_peak / 1024,
             rss_after / 1024,
