@@ -424,7 +424,7 @@ fn apply(edge: &Edge, orchestrator_id: &str, command: Command) {
     if let Command::Send { frame, message_id } = &command {
         for pending in edge.registry.pending(orchestrator_id) {
             pending.send(socket::Outbound::Frame {
-                frame: frame.clone(),
+                frame: Box::new(frame.clone()),
                 message_id: message_id.clone(),
             });
         }
@@ -435,7 +435,10 @@ fn apply(edge: &Edge, orchestrator_id: &str, command: Command) {
     metrics::counter!("moolai_edge_commands_total").increment(1);
     match command {
         Command::Send { frame, message_id } => {
-            handle.send(socket::Outbound::Frame { frame, message_id });
+            handle.send(socket::Outbound::Frame {
+                frame: Box::new(frame),
+                message_id,
+            });
         }
         Command::SessionStarted { session_id } => {
             if *handle.session_id != *session_id {
