@@ -26,7 +26,15 @@ const auth: Middleware = {
     return request;
   },
   onResponse({ request, response }) {
-    if (response.status === 401 && !new URL(request.url).pathname.endsWith(LOGIN_PATH)) {
+    // Only a 401 for the current session's token means it expired: a request sent with a
+    // token the operator has since replaced or logged out of says nothing about the new one.
+    const current = getSession();
+    if (
+      response.status === 401 &&
+      current !== null &&
+      request.headers.get('Authorization') === `Bearer ${current.token}` &&
+      !new URL(request.url).pathname.endsWith(LOGIN_PATH)
+    ) {
       endSession('expired');
     }
     return response;

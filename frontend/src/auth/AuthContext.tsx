@@ -49,12 +49,16 @@ export function AuthProvider({ children }: { children: ReactNode }) {
   }, []);
 
   const logout = useCallback(async () => {
-    try {
-      await unwrap(api.POST('/api/v1/internal/auth/logout'));
-    } catch {
-      // The session ends here whatever the server says.
-    }
+    const token = getSession()?.token;
+    // Forget the session before the server does: requests still in flight get 401 once the
+    // server has ended it, and those must not read as "your session expired".
     endSession('logout');
+    if (!token) return;
+    try {
+      await unwrap(api.POST('/api/v1/internal/auth/logout', { headers: { Authorization: `Bearer ${token}` } }));
+    } catch {
+      // The server forgets the session at its expiry anyway.
+    }
   }, []);
 
   const value = useMemo(() => ({ session, endedBecause, login, logout }), [session, endedBecause, login, logout]);
