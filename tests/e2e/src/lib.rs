@@ -409,18 +409,7 @@ impl Stack {
     /// # Errors
     /// When login fails.
     pub async fn login(&self) -> anyhow::Result<String> {
-        let response: serde_json::Value = reqwest::Client::new()
-            .post(format!("{}/api/v1/internal/auth/login", self.api_url()))
-            .json(&serde_json::json!({"username": "admin", "password": self.admin_password}))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        response["user"]["token"]
-            .as_str()
-            .map(str::to_owned)
-            .context("no token in the login response")
+        login_admin(&self.api_url(), &self.admin_password).await
     }
 
     /// Stops every process and drops the database.
@@ -447,6 +436,25 @@ fn wait_exit(s: &mut Service, deadline: Duration) -> anyhow::Result<std::process
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Logs in to the api at `api_url` as `admin` with `password`; returns the session token.
+///
+/// # Errors
+/// When login fails.
+pub async fn login_admin(api_url: &str, password: &str) -> anyhow::Result<String> {
+    let response: serde_json::Value = reqwest::Client::new()
+        .post(format!("{api_url}/api/v1/internal/auth/login"))
+        .json(&serde_json::json!({"username": "admin", "password": password}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    response["user"]["token"]
+        .as_str()
+        .map(str::to_owned)
+        .context("no token in the login response")
 }
 
 /// Polls `check` every 25 ms until it returns true or `deadline` passes.

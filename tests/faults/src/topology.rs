@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use moolai_e2e::{Service, StackEnv, free_port, unique_prefix, wait_until};
 use moolai_store_postgres::testing::TestDatabase;
-use serde_json::{Value, json};
 
 use crate::balancer::Balancer;
 use crate::infra::{PrivateNats, PrivatePostgres};
@@ -369,18 +368,7 @@ impl Topology {
     /// # Errors
     /// When login fails.
     pub async fn login(&self) -> anyhow::Result<String> {
-        let response: Value = reqwest::Client::new()
-            .post(format!("{}/api/v1/internal/auth/login", self.api_url()))
-            .json(&json!({"username": "admin", "password": self.admin_password}))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        response["user"]["token"]
-            .as_str()
-            .map(str::to_owned)
-            .context("no token in the login response")
+        moolai_e2e::login_admin(&self.api_url(), &self.admin_password).await
     }
 
     /// A pool on the topology's database (a private cluster may be down: this fails then).
