@@ -27,6 +27,30 @@ pub(crate) async fn insert(conn: &mut PgConnection, entry: &AuditEntry) -> Resul
     Ok(())
 }
 
+/// Many entries in one statement (nothing to do for none).
+pub(crate) async fn insert_many(
+    conn: &mut PgConnection,
+    entries: &[AuditEntry],
+) -> Result<(), StoreError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let mut qb = QueryBuilder::<Postgres>::new(
+        "INSERT INTO audit_log (actor, client_addr, action, target, organization_id, details, success) ",
+    );
+    qb.push_values(entries, |mut row, entry| {
+        row.push_bind(&entry.actor.name)
+            .push_bind(entry.actor.client_addr.as_deref())
+            .push_bind(&entry.action)
+            .push_bind(entry.target.as_deref())
+            .push_bind(entry.organization_id.as_deref())
+            .push_bind(&entry.details)
+            .push_bind(entry.success);
+    });
+    qb.build().execute(conn).await.map_err(db_error)?;
+    Ok(())
+}
+
 /// Shorthand for the successful operator actions the store audits itself.
 pub(crate) fn entry(
     actor: &Actor,

@@ -78,14 +78,22 @@ pub(crate) async fn check_for_hello(
     .await
     .map_err(db_error)?;
     match row {
-        None => Err(StoreError::Unauthorized(
-            "the credential was revoked or has expired".into(),
-        )),
-        Some((kind, true)) if kind == "enrollment" => Err(StoreError::Unauthorized(format!(
-            "orchestrator {orchestrator_id} has its own credential: an enrollment token cannot claim it"
-        ))),
+        None => Err(credential_gone()),
+        Some((kind, true)) if kind == "enrollment" => Err(enrollment_cannot_claim(orchestrator_id)),
         Some(_) => Ok(()),
     }
+}
+
+/// A hello's credential was revoked or expired before its registration committed.
+pub(crate) fn credential_gone() -> StoreError {
+    StoreError::Unauthorized("the credential was revoked or has expired".into())
+}
+
+/// An enrollment token named an orchestrator that has an active credential of its own.
+pub(crate) fn enrollment_cannot_claim(orchestrator_id: &str) -> StoreError {
+    StoreError::Unauthorized(format!(
+        "orchestrator {orchestrator_id} has its own credential: an enrollment token cannot claim it"
+    ))
 }
 
 fn push_filters(qb: &mut QueryBuilder<Postgres>, q: &CredentialQuery) {

@@ -20,6 +20,7 @@ mod accounts;
 mod audit;
 mod credentials;
 mod error;
+mod hellos;
 mod liveness;
 mod messages;
 mod orchestrators;
@@ -68,6 +69,8 @@ pub struct PgStore {
     heartbeat_ttl: Duration,
     /// The same TTL as bound into SQL (`make_interval(secs => ...)`).
     ttl_secs: f64,
+    /// Hello batches committed together / rolled back and registered one by one.
+    hello_batches: std::sync::Arc<[std::sync::atomic::AtomicU64; 2]>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -133,6 +136,7 @@ impl PgStore {
             pool,
             heartbeat_ttl,
             ttl_secs: heartbeat_ttl.as_secs_f64(),
+            hello_batches: Default::default(),
         }
     }
 
@@ -215,6 +219,11 @@ impl Store for PgStore {
     #[tracing::instrument(skip_all, fields(orchestrator_id = %hello.orchestrator_id, session_id = %hello.session_id))]
     async fn register_hello(&self, hello: &HelloRegistration) -> StoreResult<Registered> {
         self.register_hello_tx(hello).await
+    }
+
+    #[tracing::instrument(skip_all, fields(hellos = hellos.len()))]
+    async fn register_hellos(&self, hellos: &[HelloRegistration]) -> Vec<StoreResult<Registered>> {
+        self.register_hellos_batch(hellos).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(beats = beats.len()))]

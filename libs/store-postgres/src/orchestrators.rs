@@ -14,12 +14,13 @@ use sqlx::{Arguments, PgConnection, Postgres, QueryBuilder};
 use crate::error::db_error;
 use crate::rows::{ConnectionRow, DeliveryRow, OrchestratorRow, ProvisioningRow, parse_status};
 use crate::sql::{
-    ORCHESTRATOR_FROM, SELECT_ORCHESTRATOR, alive_sql, orchestrator_columns, status_sql,
+    ORCHESTRATOR_FROM, SELECT_ORCHESTRATOR, alive_sql, connection_upsert, hello_liveness_set,
+    orchestrator_columns, status_sql,
 };
 use crate::{PgStore, audit};
 
 /// How many undelivered messages a hello carries back; the rest wait for the next hello.
-const PENDING_DELIVERY_LIMIT: i64 = 100;
+pub(crate) const PENDING_DELIVERY_LIMIT: i64 = 100;
 
 /// One orchestrator with its derived status.
 pub(crate) async fn fetch(
@@ -88,11 +89,11 @@ pub(crate) async fn supervision(
 
 /// Provisioning fields plus what the hello reports back about liveness.
 #[derive(sqlx::FromRow)]
-struct HelloRow {
+pub(crate) struct HelloRow {
     #[sqlx(flatten)]
-    provisioning: ProvisioningRow,
-    status: String,
-    last_seen: Option<chrono::DateTime<chrono::Utc>>,
+    pub(crate) provisioning: ProvisioningRow,
+    pub(crate) status: String,
+    pub(crate) last_seen: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl PgStore {
@@ -164,13 +165,9 @@ impl PgStore {
                  metadata = EXCLUDED.metadata, \
                  session_id = EXCLUDED.session_id, \
                  edge_id = EXCLUDED.edge_id, \
-                 disconnected_at = NULL, \
-                 last_activity = now(), \
-                 last_seen = CASE WHEN o.is_independent THEN o.last_seen \
-                                  ELSE GREATEST(o.last_seen, now()) END, \
-                 status = CASE WHEN o.is_independent THEN o.status ELSE 'active' END, \
-                 updated_at = now() \
-             WHERE o.organization_id = EXCLUDED.organization_id \
+",
+            hello_liveness_set!(),
+            " WHERE o.organization_id = EXCLUDED.organization_id \
              RETURNING o.orchestrator_id, o.organization_id, o.name, o.location, o.features, \
                  o.metadata, o.session_config, o.is_independent, o.privacy_mode, \
                  o.monitoring_enabled, o.config_version, o.last_seen, ",
@@ -199,17 +196,12 @@ impl PgStore {
         };
 
         // The same session saying hello twice (a retried request) updates its row.
-        sqlx::query(
+        sqlx::query(concat!(
             "INSERT INTO orchestrator_connections (connection_id, orchestrator_id, status, \
                  edge_id, remote_addr, metadata, last_seen, credential_id) \
-             VALUES ($1, $2, 'connected', $3, $4, $5, now(), $6) \
-             ON CONFLICT (connection_id) DO UPDATE SET status = 'connected', \
-                 credential_id = EXCLUDED.credential_id, \
-                 edge_id = EXCLUDED.edge_id, remote_addr = EXCLUDED.remote_addr, \
-                 metadata = EXCLUDED.metadata, last_seen = now(), disconnected_at = NULL, \
-                 disconnect_reason = NULL, updated_at = now() \
-             WHERE orchestrator_connections.orchestrator_id = EXCLUDED.orchestrator_id",
-        )
+             VALUES ($1, $2, 'connected', $3, $4, $5, now(), $6)",
+            connection_upsert!()
+        ))
         .bind(&hello.session_id)
         .bind(&hello.orchestrator_id)
         .bind(&hello.edge_id)
@@ -558,7 +550,10 @@ impl PgStore {
 }
 
 /// The audit entry of an orchestrator that registered itself with a hello.
-fn hello_audit(hello: &HelloRegistration, organization_id: &str) -> moolai_store::AuditEntry {
+pub(crate) fn hello_audit(
+    hello: &HelloRegistration,
+    organization_id: &str,
+) -> moolai_store::AuditEntry {
     audit::entry(
         &Actor {
             name: format!("orchestrator:{}", hello.orchestrator_id),

@@ -67,4 +67,32 @@ pub(crate) const MESSAGE_COLUMNS: &str = "m.id, m.orchestrator_id, m.organizatio
      COALESCE(i.is_independent, FALSE) AS orchestrator_is_independent, m.delivered_at, \
      m.created_at, m.updated_at";
 
-pub(crate) use {alive_sql, orchestrator_columns, status_sql};
+/// What a hello's connection row does when its session said hello before (a retried
+/// request): it is updated, unless the session belongs to another orchestrator.
+macro_rules! connection_upsert {
+    () => {
+        " ON CONFLICT (connection_id) DO UPDATE SET status = 'connected', \
+             credential_id = EXCLUDED.credential_id, \
+             edge_id = EXCLUDED.edge_id, remote_addr = EXCLUDED.remote_addr, \
+             metadata = EXCLUDED.metadata, last_seen = now(), disconnected_at = NULL, \
+             disconnect_reason = NULL, updated_at = now() \
+         WHERE orchestrator_connections.orchestrator_id = EXCLUDED.orchestrator_id"
+    };
+}
+
+/// The liveness part of a hello's update of its orchestrator: connected again, active now
+/// unless independent (an independent orchestrator's `last_seen` and status stay as they are).
+macro_rules! hello_liveness_set {
+    () => {
+        " disconnected_at = NULL, \
+          last_activity = now(), \
+          last_seen = CASE WHEN o.is_independent THEN o.last_seen \
+                           ELSE GREATEST(o.last_seen, now()) END, \
+          status = CASE WHEN o.is_independent THEN o.status ELSE 'active' END, \
+          updated_at = now() "
+    };
+}
+
+pub(crate) use {
+    alive_sql, connection_upsert, hello_liveness_set, orchestrator_columns, status_sql,
+};

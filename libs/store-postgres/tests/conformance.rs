@@ -78,6 +78,8 @@ conformance_tests!(
     users_are_created_updated_and_deleted,
     api_tokens_are_found_by_hash_until_revoked,
     orchestrator_credentials_gate_hellos,
+    hellos_registered_together_are_decided_one_by_one,
+    racing_hello_batches_all_register,
     scopes_restrict_every_listing,
 );
 
@@ -491,6 +493,63 @@ async fn sweep_refreshes_planner_statistics_after_a_bulk_registration() {
         .await
         .expect("count");
         assert_eq!(fresh, 20_000);
+    })
+    .await;
+}
+
+/// The batch path really is one transaction for the batch: the conformance scenario's
+/// batch commits together (nothing falls back to one by one), and a storm-sized batch of
+/// new and known orchestrators is one batch.
+#[tokio::test]
+async fn hello_batches_commit_together() {
+    let db = TestDatabase::create().await;
+    let store = db.store(TTL).await;
+    cleanup_after(db, &[&store], async {
+        conformance::hellos_registered_together_are_decided_one_by_one(&store).await;
+        assert_eq!(store.hello_batches(), (1, 0));
+
+        let storm = |round: usize| -> Vec<moolai_store::HelloRegistration> {
+            (0..400)
+                .map(|i| moolai_store::HelloRegistration {
+                    orchestrator_id: format!("storm-{i:03}"),
+                    organization_id: Some(format!("org-{}", i % 7)),
+                    default_organization_id: "default".into(),
+                    credential_id: None,
+                    name: Some(format!("storm {i}")),
+                    location: None,
+                    features: (i % 2 == 0).then(|| serde_json::json!({ "n": i })),
+                    metadata: serde_json::Map::new(),
+                    session_id: format!("storm-{i:03}-{round}"),
+                    edge_id: "edge-1".into(),
+                    remote_addr: None,
+                    dialect: moolai_protocol::Dialect::Deployed,
+                })
+                .collect()
+        };
+        for round in 0..2 {
+            let outcomes = store.register_hellos(&storm(round)).await;
+            assert!(outcomes.iter().all(Result::is_ok), "round {round}");
+            let previous = if round == 0 {
+                None
+            } else {
+                Some(Status::Active)
+            };
+            assert!(
+                outcomes
+                    .iter()
+                    .all(|o| o.as_ref().is_ok_and(|r| r.previous_status == previous)),
+                "round {round}"
+            );
+        }
+        assert_eq!(store.hello_batches(), (3, 0));
+        let record = store
+            .get_orchestrator("storm-398")
+            .await
+            .expect("get")
+            .expect("registered");
+        assert_eq!(record.session_id.as_deref(), Some("storm-398-1"));
+        assert_eq!(record.organization_id, "org-6");
+        assert_eq!(record.features, serde_json::json!({ "n": 398 }));
     })
     .await;
 }

@@ -70,6 +70,8 @@ conformance_tests!(
     users_are_created_updated_and_deleted,
     api_tokens_are_found_by_hash_until_revoked,
     orchestrator_credentials_gate_hellos,
+    hellos_registered_together_are_decided_one_by_one,
+    racing_hello_batches_all_register,
     scopes_restrict_every_listing,
 );
 

@@ -97,6 +97,23 @@ fn new_user(username: &str, role: Role, organization_ids: &[&str]) -> NewUser {
     }
 }
 
+/// An orchestrator credential numbered `n` (its token hash derived from `n`).
+fn credential(
+    n: u32,
+    kind: CredentialKind,
+    organization_id: &str,
+    orchestrator_id: Option<&str>,
+) -> NewOrchestratorCredential {
+    NewOrchestratorCredential {
+        kind,
+        organization_id: organization_id.into(),
+        orchestrator_id: orchestrator_id.map(Into::into),
+        name: Some(format!("credential {n}")),
+        token_hash: token_hash(n),
+        expires_at: None,
+    }
+}
+
 /// A token hash: 64 hex digits derived from `n`.
 fn token_hash(n: u32) -> String {
     format!("{n:064x}")
@@ -2715,15 +2732,6 @@ pub async fn orchestrator_credentials_gate_hellos(store: &dyn Store) {
     organization(store, "org-a").await;
     organization(store, "org-b").await;
     let admin = user("root");
-    let credential =
-        |n: u32, kind: CredentialKind, org: &str, orch: Option<&str>| NewOrchestratorCredential {
-            kind,
-            organization_id: org.into(),
-            orchestrator_id: orch.map(Into::into),
-            name: Some(format!("credential {n}")),
-            token_hash: token_hash(n),
-            expires_at: None,
-        };
     let enroll_a = store
         .create_orchestrator_credential(
             &credential(1, CredentialKind::Enrollment, "org-a", None),
@@ -3151,4 +3159,208 @@ pub async fn scopes_restrict_every_listing(store: &dyn Store) {
         .await
         .expect("failures");
     assert_eq!(failures.total, 0);
+}
+
+/// Hellos registered together get, each, the outcome they would get alone and in order:
+/// new and known orchestrators, an organization conflict, a revoked credential, an
+/// enrollment token claiming an orchestrator that has its own, the same orchestrator twice
+/// (the later hello counts), an organization first named here, pending messages.
+#[allow(clippy::too_many_lines)]
+pub async fn hellos_registered_together_are_decided_one_by_one(store: &dyn Store) {
+    organization(store, "org-a").await;
+    organization(store, "org-b").await;
+    let admin = user("root");
+    let enroll = store
+        .create_orchestrator_credential(
+            &credential(1, CredentialKind::Enrollment, "org-a", None),
+            &admin,
+        )
+        .await
+        .expect("enrollment");
+    let revoked = store
+        .create_orchestrator_credential(
+            &credential(2, CredentialKind::Enrollment, "org-a", None),
+            &admin,
+        )
+        .await
+        .expect("second enrollment");
+    store
+        .revoke_orchestrator_credential(&revoked.credential_id, &admin)
+        .await
+        .expect("revoke");
+
+    let mut known = hello("known", Some("org-a"), "k-1");
+    known.name = Some("Known".into());
+    known.features = Some(json!({ "chat": true }));
+    store.register_hello(&known).await.expect("known");
+    store
+        .register_hello(&hello("other-org", Some("org-a"), "x-1"))
+        .await
+        .expect("other-org");
+    store
+        .register_hello(&hello("owned", Some("org-a"), "w-1"))
+        .await
+        .expect("owned");
+    store
+        .create_orchestrator_credential(
+            &credential(3, CredentialKind::Orchestrator, "org-a", Some("owned")),
+            &admin,
+        )
+        .await
+        .expect("own credential");
+    let message = store
+        .create_message(&message("known", "recommendation", "waiting", "api"))
+        .await
+        .expect("message");
+    store
+        .update_message_status(&message.id, MessageStatus::Accepted, &admin)
+        .await
+        .expect("accept");
+    let audited_before = audit_of(store, "orchestrator.register").await.total;
+
+    let with = |mut h: HelloRegistration, credential_id: &str| {
+        h.credential_id = Some(credential_id.to_owned());
+        h
+    };
+    let batch = vec![
+        with(hello("fresh", Some("org-a"), "f-1"), &enroll.credential_id),
+        hello("known", None, "k-2"),
+        hello("other-org", Some("org-b"), "x-2"),
+        with(hello("late", Some("org-a"), "l-1"), &revoked.credential_id),
+        with(hello("owned", Some("org-a"), "w-2"), &enroll.credential_id),
+        with(hello("fresh", Some("org-a"), "f-2"), &enroll.credential_id),
+        hello("elsewhere", Some("org-new"), "e-1"),
+    ];
+    let outcomes = store.register_hellos(&batch).await;
+    assert_eq!(outcomes.len(), batch.len());
+
+    let fresh = outcomes[0].as_ref().expect("fresh registered");
+    assert_eq!(fresh.previous_status, None);
+    assert_eq!(fresh.status, Status::Active);
+    assert_eq!(fresh.organization_id, "org-a");
+
+    let known = outcomes[1].as_ref().expect("known registered");
+    assert_eq!(known.previous_status, Some(Status::Active));
+    assert_eq!(known.organization_id, "org-a");
+    assert_eq!(known.provisioning.name.as_deref(), Some("Known"));
+    assert_eq!(known.provisioning.features, json!({ "chat": true }));
+    let pending: Vec<&str> = known
+        .pending_messages
+        .iter()
+        .map(|m| m.id.as_str())
+        .collect();
+    assert_eq!(pending, vec![message.id.as_str()]);
+    assert!(
+        fresh.pending_messages.is_empty(),
+        "pending messages of another orchestrator"
+    );
+
+    assert!(
+        matches!(outcomes[2], Err(StoreError::Conflict(_))),
+        "{:?}",
+        outcomes[2]
+    );
+    assert!(
+        matches!(outcomes[3], Err(StoreError::Unauthorized(_))),
+        "{:?}",
+        outcomes[3]
+    );
+    assert!(
+        matches!(outcomes[4], Err(StoreError::Unauthorized(_))),
+        "{:?}",
+        outcomes[4]
+    );
+    let again = outcomes[5].as_ref().expect("fresh again");
+    assert_eq!(again.previous_status, Some(Status::Active));
+    let elsewhere = outcomes[6].as_ref().expect("elsewhere registered");
+    assert_eq!(elsewhere.organization_id, "org-new");
+
+    // What the database holds afterwards.
+    let record = |id: &'static str| async move {
+        store
+            .get_orchestrator(id)
+            .await
+            .expect("get")
+            .unwrap_or_else(|| panic!("{id} exists"))
+    };
+    assert_eq!(record("fresh").await.session_id.as_deref(), Some("f-2"));
+    assert_eq!(record("known").await.session_id.as_deref(), Some("k-2"));
+    assert_eq!(record("other-org").await.organization_id, "org-a");
+    assert_eq!(record("other-org").await.session_id.as_deref(), Some("x-1"));
+    assert_eq!(record("owned").await.session_id.as_deref(), Some("w-1"));
+    assert!(store.get_orchestrator("late").await.expect("get").is_none());
+    let org = store
+        .get_organization("org-new")
+        .await
+        .expect("get organization")
+        .expect("org-new created by the batch");
+    assert_eq!(org.name, "org-new");
+    for (id, session) in [("fresh", "f-1"), ("fresh", "f-2"), ("known", "k-2")] {
+        let connections = store.list_connections(id, 10).await.expect("connections");
+        assert!(
+            connections.iter().any(|c| c.connection_id == session),
+            "{id}: no connection {session}: {connections:?}"
+        );
+    }
+    assert_eq!(
+        store
+            .list_connections("other-org", 10)
+            .await
+            .expect("connections")
+            .len(),
+        1,
+        "a refused hello recorded no connection"
+    );
+    // Two new orchestrators (fresh, elsewhere): two registrations audited.
+    assert_eq!(
+        audit_of(store, "orchestrator.register").await.total,
+        audited_before + 2
+    );
+}
+
+/// Batches racing over the same orchestrators (new ones and known ones, in different
+/// orders): every hello is registered, none is refused, and each orchestrator ends with one
+/// of its sessions.
+pub async fn racing_hello_batches_all_register(store: &dyn Store) {
+    let ids: Vec<String> = (0..60).map(|i| format!("race-{i:02}")).collect();
+    for id in ids.iter().step_by(2) {
+        store
+            .register_hello(&hello(id, Some("org-r"), &format!("{id}-0")))
+            .await
+            .expect("known before the race");
+    }
+    let batches: Vec<Vec<HelloRegistration>> = (0..6)
+        .map(|b| {
+            let mut order: Vec<&String> = ids.iter().collect();
+            order.rotate_left(b * 7);
+            if b % 2 == 1 {
+                order.reverse();
+            }
+            order
+                .into_iter()
+                .map(|id| hello(id, Some("org-r"), &format!("{id}-{}", b + 1)))
+                .collect()
+        })
+        .collect();
+    let outcomes =
+        futures::future::join_all(batches.iter().map(|b| store.register_hellos(b))).await;
+    for (b, batch) in outcomes.iter().enumerate() {
+        for (i, outcome) in batch.iter().enumerate() {
+            assert!(outcome.is_ok(), "batch {b} hello {i}: {outcome:?}");
+        }
+    }
+    for id in &ids {
+        let record = store
+            .get_orchestrator(id)
+            .await
+            .expect("get")
+            .unwrap_or_else(|| panic!("{id} registered"));
+        assert_eq!(record.organization_id, "org-r");
+        let session = record.session_id.unwrap_or_default();
+        assert!(
+            (1..=6).any(|b| session == format!("{id}-{b}")),
+            "{id} ended with session {session}"
+        );
+        assert_eq!(record.status, Status::Active);
+    }
 }

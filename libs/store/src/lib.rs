@@ -86,6 +86,17 @@ pub trait Store: Send + Sync + 'static {
     /// transaction). A new orchestrator is audited as `orchestrator.register`.
     async fn register_hello(&self, hello: &HelloRegistration) -> StoreResult<Registered>;
 
+    /// Registers many hellos; each gets the outcome [`Store::register_hello`] would give it,
+    /// in the order given. A backend may commit them together (PostgreSQL: one transaction of
+    /// set-based statements per batch); this default registers them one by one.
+    async fn register_hellos(&self, hellos: &[HelloRegistration]) -> Vec<StoreResult<Registered>> {
+        let mut outcomes = Vec::with_capacity(hellos.len());
+        for hello in hellos {
+            outcomes.push(self.register_hello(hello).await);
+        }
+        outcomes
+    }
+
     /// Writes a batch of heartbeats in one statement: `last_seen = GREATEST(last_seen, t)`
     /// for orchestrators that are not independent (checked in the same statement). Returns the
     /// orchestrators whose stored status changed to active.

@@ -279,6 +279,8 @@ mod tests {
             sweep_interval_sec: 1,
             default_organization_id: "default".into(),
             state_request_concurrency: 1,
+            hello_batch_max: 1,
+            hello_batch_concurrency: 1,
             orchestrator_auth: moolai_config::OrchestratorAuth::Token,
         }
     }

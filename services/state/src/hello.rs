@@ -8,45 +8,87 @@
 //! a hello claiming another one is refused, and the store refuses an existing orchestrator of
 //! another organization, so no token lets a socket claim another organization's orchestrator.
 
+use std::collections::HashMap;
+
 use moolai_bus::events::{Command, HelloReply, HelloRequest};
 use moolai_bus::{Delivery, Kind};
 use moolai_config::OrchestratorAuth;
 use moolai_protocol::validate_id;
 use moolai_store::{
     CredentialKind, ENROLLMENT_TOKEN_PREFIX, HelloRegistration, ORCHESTRATOR_TOKEN_PREFIX,
-    OrchestratorCredentialRecord, StatusChange, StoreError, token_hash,
+    OrchestratorCredentialRecord, Registered, StatusChange, StoreError, token_hash,
 };
 use tracing::Instrument;
 
 use crate::StateContext;
 
-pub async fn handle(ctx: &StateContext, delivery: Delivery) {
-    let span = tracing::info_span!("hello", orchestrator_id = tracing::field::Empty);
-    delivery.link_span(&span);
-    async {
-        let started = std::time::Instant::now();
-        let reply = match delivery.json::<HelloRequest>() {
-            Ok(request) => {
-                tracing::Span::current().record("orchestrator_id", request.orchestrator_id.as_str());
-                register(ctx, request).await
+/// Credentials looked up in one batch, by token hash: a fleet enrolled with one token
+/// costs one lookup per batch, not one per hello. (The store checks the credential again
+/// inside the registering transaction, so a revocation in between is still refused.)
+type CredentialMemo = HashMap<String, Option<OrchestratorCredentialRecord>>;
+
+/// Answers a batch of hello requests (what was waiting, at most `HELLO_BATCH_MAX`): each is
+/// decoded and authenticated, the accepted ones are registered together, then each gets its
+/// reply. Under light load a batch is one hello.
+pub async fn handle_batch(ctx: &StateContext, deliveries: Vec<Delivery>) {
+    let started = std::time::Instant::now();
+    let mut memo = CredentialMemo::new();
+    let mut replies: Vec<Option<HelloReply>> = deliveries.iter().map(|_| None).collect();
+    let mut waiting = Vec::new();
+    let mut registrations = Vec::new();
+    for (index, delivery) in deliveries.iter().enumerate() {
+        let span = tracing::info_span!("hello", orchestrator_id = tracing::field::Empty);
+        delivery.link_span(&span);
+        let prepared = async {
+            match delivery.json::<HelloRequest>() {
+                Ok(request) => {
+                    tracing::Span::current()
+                        .record("orchestrator_id", request.orchestrator_id.as_str());
+                    prepare(ctx, request, &mut memo).await
+                }
+                Err(e) => Err(HelloReply::Rejected {
+                    code: "invalid_hello".into(),
+                    message: format!("undecodable hello request: {e}"),
+                }),
             }
-            Err(e) => HelloReply::Rejected {
-                code: "invalid_hello".into(),
-                message: format!("undecodable hello request: {e}"),
-            },
-        };
+        }
+        .instrument(span)
+        .await;
+        match prepared {
+            Ok(registration) => {
+                waiting.push(index);
+                registrations.push(registration);
+            }
+            Err(reply) => replies[index] = Some(reply),
+        }
+    }
+    if !registrations.is_empty() {
+        let outcomes = ctx
+            .store
+            .register_hellos(&registrations)
+            .instrument(tracing::info_span!(
+                "hello_batch",
+                hellos = registrations.len()
+            ))
+            .await;
+        metrics::histogram!("moolai_state_hello_batch_size").record(registrations.len() as f64);
+        for ((index, registration), outcome) in waiting.into_iter().zip(registrations).zip(outcomes)
+        {
+            replies[index] = Some(finish(ctx, registration, outcome).await);
+        }
+    }
+    for (delivery, reply) in deliveries.iter().zip(replies) {
+        let reply = reply.unwrap_or_else(unavailable);
         let outcome = match &reply {
             HelloReply::Accepted { .. } => "accepted",
             HelloReply::Rejected { .. } => "rejected",
         };
-        if let Err(e) = ctx.bus.respond(&delivery, &reply).await {
+        if let Err(e) = ctx.bus.respond(delivery, &reply).await {
             tracing::warn!(error = %e, "hello reply not sent; the edge will time out and the client retry");
         }
         metrics::histogram!("moolai_state_hello_seconds", "outcome" => outcome)
             .record(started.elapsed().as_secs_f64());
     }
-    .instrument(span)
-    .await;
 }
 
 fn rejected(code: &str, message: impl Into<String>) -> HelloReply {
@@ -62,6 +104,7 @@ fn rejected(code: &str, message: impl Into<String>) -> HelloReply {
 async fn authenticate(
     ctx: &StateContext,
     request: &HelloRequest,
+    memo: &mut CredentialMemo,
 ) -> Result<Option<OrchestratorCredentialRecord>, HelloReply> {
     let Some(token) = request.auth_token.as_deref().filter(|t| !t.is_empty()) else {
         return match ctx.settings.orchestrator_auth {
@@ -86,17 +129,23 @@ async fn authenticate(
     if !well_formed {
         return Err(invalid());
     }
-    let credential = match ctx
-        .store
-        .orchestrator_credential_by_hash(&token_hash(token))
-        .await
-    {
-        Ok(Some(c)) if c.is_active(chrono::Utc::now()) => c,
-        Ok(_) => return Err(invalid()),
-        Err(e) => {
-            tracing::warn!(error = %e, "credential not checked");
-            return Err(unavailable());
-        }
+    let hash = token_hash(token);
+    let found = match memo.get(&hash) {
+        Some(found) => found.clone(),
+        None => match ctx.store.orchestrator_credential_by_hash(&hash).await {
+            Ok(found) => {
+                memo.insert(hash, found.clone());
+                found
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "credential not checked");
+                return Err(unavailable());
+            }
+        },
+    };
+    let credential = match found {
+        Some(c) if c.is_active(chrono::Utc::now()) => c,
+        _ => return Err(invalid()),
     };
     if credential.kind == CredentialKind::Orchestrator
         && credential.orchestrator_id.as_deref() != Some(request.orchestrator_id.as_str())
@@ -124,7 +173,12 @@ fn unavailable() -> HelloReply {
     )
 }
 
-async fn register(ctx: &StateContext, request: HelloRequest) -> HelloReply {
+/// Validates and authenticates one hello: the registration to commit, or the refusal.
+async fn prepare(
+    ctx: &StateContext,
+    request: HelloRequest,
+    memo: &mut CredentialMemo,
+) -> Result<HelloRegistration, HelloReply> {
     // Defence in depth: the edge validated already, but ids end up in subjects.
     if let Err(e) = validate_id("orchestrator_id", &request.orchestrator_id).and_then(|()| {
         request
@@ -132,12 +186,12 @@ async fn register(ctx: &StateContext, request: HelloRequest) -> HelloReply {
             .as_deref()
             .map_or(Ok(()), |o| validate_id("organization_id", o))
     }) {
-        return HelloReply::Rejected {
+        return Err(HelloReply::Rejected {
             code: e.code.into(),
             message: e.message,
-        };
+        });
     }
-    let credential = match authenticate(ctx, &request).await {
+    let credential = match authenticate(ctx, &request, memo).await {
         Ok(c) => c,
         Err(reply) => {
             if let HelloReply::Rejected { code, .. } = &reply {
@@ -145,10 +199,10 @@ async fn register(ctx: &StateContext, request: HelloRequest) -> HelloReply {
                     .increment(1);
                 tracing::info!(code = %code, edge_id = %request.edge_id, "hello refused");
             }
-            return reply;
+            return Err(reply);
         }
     };
-    let registration = HelloRegistration {
+    Ok(HelloRegistration {
         orchestrator_id: request.orchestrator_id.clone(),
         // A credential decides the organization; without one (open mode) the hello claims it.
         organization_id: credential
@@ -160,13 +214,22 @@ async fn register(ctx: &StateContext, request: HelloRequest) -> HelloReply {
         location: request.location,
         features: request.features,
         metadata: request.metadata,
-        session_id: request.session_id.clone(),
+        session_id: request.session_id,
         edge_id: request.edge_id,
         remote_addr: request.remote_addr,
         dialect: request.dialect,
         credential_id: credential.map(|c| c.credential_id),
-    };
-    match ctx.store.register_hello(&registration).await {
+    })
+}
+
+/// After the commit: tells other sockets of this orchestrator that they are stale, publishes
+/// a status change, and builds the reply.
+async fn finish(
+    ctx: &StateContext,
+    request: HelloRegistration,
+    outcome: Result<Registered, StoreError>,
+) -> HelloReply {
+    match outcome {
         Ok(registered) => {
             let org = registered.organization_id.clone();
             // Any other socket of this id, on any edge, is now stale: close it.

@@ -3,7 +3,8 @@
 //! It consumes the bus as one queue group across replicas:
 //! - [`hello`]: the hello request from an edge: the orchestrator's token checked against the
 //!   database (`ORCHESTRATOR_AUTH`), then answered only after the registration is committed
-//!   (so an acknowledged hello is never lost, and a refused one was never acknowledged);
+//!   (so an acknowledged hello is never lost, and a refused one was never acknowledged),
+//!   registered in batches of what is waiting (one transaction for a batch);
 //! - [`heartbeats`]: `i_am_alive` events, coalesced per orchestrator and written in one
 //!   statement per flush, the independence check inside that statement;
 //! - [`frames`]: every other orchestrator frame (metadata, config snapshot, messages, usage,
@@ -59,6 +60,13 @@ pub struct StateSettings {
     /// Hello and frame requests processed at once by this replica.
     #[serde(default = "default_concurrency")]
     pub state_request_concurrency: usize,
+    /// Most hellos registered in one transaction. A batch is what is waiting when a
+    /// registration slot frees up: one hello under light load, hundreds in a reconnect storm.
+    #[serde(default = "default_hello_batch_max")]
+    pub hello_batch_max: usize,
+    /// Hello batches registered at once by this replica (each holds one database connection).
+    #[serde(default = "default_hello_batches")]
+    pub hello_batch_concurrency: usize,
     /// `ORCHESTRATOR_AUTH`: `token` (default) requires an enrollment or orchestrator token in
     /// every hello; `open` also accepts legacy clients without one. State is where this is
     /// decided: it has the database.
@@ -90,6 +98,12 @@ fn default_org() -> String {
 fn default_concurrency() -> usize {
     64
 }
+fn default_hello_batch_max() -> usize {
+    500
+}
+fn default_hello_batches() -> usize {
+    4
+}
 
 impl StateSettings {
     /// # Errors
@@ -116,6 +130,14 @@ impl StateSettings {
         anyhow::ensure!(
             self.state_request_concurrency >= 1,
             "STATE_REQUEST_CONCURRENCY must be at least 1"
+        );
+        anyhow::ensure!(
+            (1..=10_000).contains(&self.hello_batch_max),
+            "HELLO_BATCH_MAX must be between 1 and 10000"
+        );
+        anyhow::ensure!(
+            self.hello_batch_concurrency >= 1,
+            "HELLO_BATCH_CONCURRENCY must be at least 1"
         );
         Ok(())
     }
@@ -219,7 +241,13 @@ pub async fn launch(
         let ctx = ctx.clone();
         let stop = shutdown.clone();
         tracker.spawn(async move {
-            let work = hellos.for_each_concurrent(concurrency, |d| hello::handle(&ctx, d));
+            let (batch_max, batches) = (
+                ctx.settings.hello_batch_max,
+                ctx.settings.hello_batch_concurrency,
+            );
+            let work = hellos
+                .ready_chunks(batch_max)
+                .for_each_concurrent(batches, |batch| hello::handle_batch(&ctx, batch));
             tokio::select! { () = work => {}, () = stop.cancelled() => {} }
         });
     }

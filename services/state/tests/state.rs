@@ -32,6 +32,8 @@ fn settings() -> StateSettings {
         sweep_interval_sec: 1,
         default_organization_id: "default".into(),
         state_request_concurrency: 8,
+        hello_batch_max: 500,
+        hello_batch_concurrency: 4,
     }
 }
 
@@ -449,5 +451,51 @@ async fn open_mode_accepts_legacy_hellos_but_still_checks_presented_tokens() {
         .request(&token_hello("legacy", Some("org-l"), Some(&bad)))
         .await;
     assert_eq!(refused(&reply), "unauthorized");
+    h.stop().await;
+}
+
+/// A burst of hellos (a reconnect storm in miniature), some of them refused, through two
+/// replicas that take them in batches: every one is answered, each with its own outcome, and
+/// every accepted one is committed before its reply.
+#[tokio::test]
+async fn a_burst_of_hellos_is_answered_one_by_one() {
+    let h = start(2, 120).await;
+    // Both replicas subscribed before the burst.
+    let HelloReply::Accepted { .. } = h.hello("warm-up", "warm-up").await else {
+        panic!("warm-up hello refused")
+    };
+    let requests: Vec<HelloRequest> = (0..400)
+        .map(|i| {
+            let mut request = hello(&format!("burst-{i:03}"), &format!("burst-s-{i:03}"));
+            if i % 50 == 7 {
+                request.orchestrator_id = "not a valid id!".into();
+            }
+            request
+        })
+        .collect();
+    let replies = futures::future::join_all(requests.iter().map(|r| h.request(r))).await;
+    for (i, (request, reply)) in requests.iter().zip(&replies).enumerate() {
+        if i % 50 == 7 {
+            assert!(
+                matches!(reply, HelloReply::Rejected { code, .. } if code == "invalid_id"),
+                "hello {i}: {reply:?}"
+            );
+            continue;
+        }
+        let HelloReply::Accepted { provisioning, .. } = reply else {
+            panic!("hello {i} refused: {reply:?}")
+        };
+        assert_eq!(provisioning.orchestrator_id, request.orchestrator_id);
+        let record = h
+            .store
+            .get_orchestrator(&request.orchestrator_id)
+            .await
+            .expect("read")
+            .expect("committed before the reply");
+        assert_eq!(
+            record.session_id.as_deref(),
+            Some(request.session_id.as_str())
+        );
+    }
     h.stop().await;
 }
