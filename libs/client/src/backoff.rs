@@ -61,18 +61,17 @@ impl Backoff {
     }
 
     /// The delay when the server said how long to wait (`Retry-After` on a 503 upgrade, or
-    /// `retry_after_sec` in an `error` frame): at least `hint`, plus jitter drawn from
-    /// `[0, max(hint, ceiling(attempt))]`. A whole fleet told "retry in 5 s" must not come back
-    /// in the same second, so the jitter span is at least the hint itself.
+    /// `retry_after_sec` in an `error` frame): `hint` plus jitter drawn from
+    /// `[0, clamp(hint / 4, 1 s, hint)]`. The hint replaces the exponential backoff rather
+    /// than adding to it: a server that answers is alive and pacing its crowd (the edge tells
+    /// the k-th refused client of a crowd about k ÷ rate seconds), and a client sleeping
+    /// longer than asked leaves capacity idle in a reconnect storm. The jitter keeps a fleet
+    /// told the same hint from coming back in the same instant.
     #[must_use]
-    pub fn delay_after_hint<R: Rng + ?Sized>(
-        &self,
-        hint: Duration,
-        attempt: u32,
-        rng: &mut R,
-    ) -> Duration {
+    pub fn delay_after_hint<R: Rng + ?Sized>(&self, hint: Duration, rng: &mut R) -> Duration {
         let hint = hint.min(MAX_RETRY_HINT);
-        hint + uniform(hint.max(self.ceiling(attempt)), rng)
+        let span = (hint / 4).max(Duration::from_secs(1)).min(hint);
+        hint + uniform(span, rng)
     }
 }
 
@@ -158,13 +157,24 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(1);
         let hint = Duration::from_secs(2);
         let delays: Vec<_> = (0..1000)
-            .map(|_| b.delay_after_hint(hint, 0, &mut rng))
+            .map(|_| b.delay_after_hint(hint, &mut rng))
             .collect();
-        assert!(delays.iter().all(|d| *d >= hint && *d <= hint * 2));
+        // Short hints: one second of jitter.
+        assert!(
+            delays
+                .iter()
+                .all(|d| *d >= hint && *d <= hint + Duration::from_secs(1))
+        );
         let distinct: std::collections::HashSet<_> = delays.iter().collect();
         assert!(distinct.len() > 990);
+        // Long hints: a quarter of the hint, never the exponential ceiling.
+        let hint = Duration::from_secs(40);
+        for _ in 0..1000 {
+            let d = b.delay_after_hint(hint, &mut rng);
+            assert!(d >= hint && d <= Duration::from_secs(50), "{d:?}");
+        }
         // An absurd hint is bounded.
-        let d = b.delay_after_hint(Duration::from_secs(10_000_000), 0, &mut rng);
-        assert!(d <= MAX_RETRY_HINT * 2);
+        let d = b.delay_after_hint(Duration::from_secs(10_000_000), &mut rng);
+        assert!(d <= MAX_RETRY_HINT + MAX_RETRY_HINT / 4);
     }
 }

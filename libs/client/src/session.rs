@@ -100,7 +100,7 @@ pub(crate) fn stop_reason(policy: &ReconnectPolicy, ending: &Ending) -> Option<S
 pub(crate) fn retry_delay(backoff: &Backoff, attempt: u32, hint: Option<Duration>) -> Duration {
     let mut rng = rand::rng();
     match hint {
-        Some(hint) => backoff.delay_after_hint(hint, attempt, &mut rng),
+        Some(hint) => backoff.delay_after_hint(hint, &mut rng),
         None => backoff.delay(attempt, &mut rng),
     }
 }
@@ -500,6 +500,15 @@ mod tests {
             );
             let d = retry_delay(&backoff, attempt, None);
             assert!(d <= Duration::from_millis(50), "{d:?}");
+        }
+        // The hint replaces the exponential backoff: after many attempts (ceiling 60 s) a
+        // client told "2 s" is back within 4 s.
+        for _ in 0..200 {
+            let d = retry_delay(&Backoff::default(), 20, Some(Duration::from_secs(2)));
+            assert!(
+                d >= Duration::from_secs(2) && d <= Duration::from_secs(4),
+                "{d:?}"
+            );
         }
     }
 }

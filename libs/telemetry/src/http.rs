@@ -29,6 +29,39 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// connections are not waited for here: their owners close them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// Pending connections a public listener queues by default (the kernel caps it at
+/// `net.core.somaxconn`).
+pub const DEFAULT_BACKLOG: u32 = 65_535;
+
+/// Binds a listening TCP socket with room for `backlog` connections the accept loop has not
+/// taken yet. `TcpListener::bind` asks for 1024: a reconnect storm's thousands of SYNs in a
+/// second overflow that, and each dropped SYN is retried by the client's kernel after 1, 3, 7,
+/// 15, 31 s — the storm stretches by a minute for clients the edge would have admitted.
+///
+/// # Errors
+/// When `addr` does not resolve or the socket cannot be bound.
+pub async fn bind(addr: &str, backlog: u32) -> std::io::Result<TcpListener> {
+    let mut last_error = None;
+    for resolved in tokio::net::lookup_host(addr).await? {
+        let socket = if resolved.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(resolved).and_then(|()| socket.listen(backlog)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{addr} resolves to no address"),
+        )
+    }))
+}
+
 /// Serves `router` on `listener`, with the peer address available as
 /// `ConnectInfo<SocketAddr>` and WebSocket upgrades allowed, until `shutdown` fires; then
 /// stops accepting and lets requests in flight finish (at most [`SHUTDOWN_GRACE`]).

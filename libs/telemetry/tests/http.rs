@@ -95,3 +95,31 @@ async fn a_whole_request_is_served_with_the_peer_address() {
     assert!(response.ends_with("127.0.0.1"), "{response}");
     stop.cancel();
 }
+
+/// `bind` listens with the backlog asked for (capped by the kernel), resolving host names,
+/// and reports an address in use instead of stealing it.
+#[tokio::test]
+async fn bind_listens_with_a_deep_backlog() {
+    let listener = moolai_telemetry::http::bind("localhost:0", 4096)
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    assert!(addr.ip().is_loopback());
+    // More connections than tokio's default backlog (1024) complete their TCP handshake
+    // while nobody accepts: the kernel queues them.
+    let mut clients = Vec::new();
+    for _ in 0..1100 {
+        clients.push(
+            tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                tokio::net::TcpStream::connect(addr),
+            )
+            .await
+            .expect("connected without waiting for accept")
+            .expect("connect"),
+        );
+    }
+    let taken = moolai_telemetry::http::bind(&addr.to_string(), 16).await;
+    assert!(taken.is_err(), "a second listener on {addr}");
+    drop(listener);
+}

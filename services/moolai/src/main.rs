@@ -82,7 +82,8 @@ async fn serve() -> anyhow::Result<()> {
     let bus = moolai::connect_bus(&settings).await?;
     let shutdown = moolai_config::shutdown_token();
     let addr = format!("{}:{}", settings.controller_host, settings.controller_port);
-    let listener = tokio::net::TcpListener::bind(&addr)
+    // Orchestrators reconnect here too: a deep accept queue for their storms (see ws-edge).
+    let listener = moolai_telemetry::http::bind(&addr, moolai_telemetry::http::DEFAULT_BACKLOG)
         .await
         .with_context(|| format!("cannot listen on {addr} (CONTROLLER_HOST / CONTROLLER_PORT)"))?;
     let shown = if settings.controller_host == "0.0.0.0" {

@@ -359,10 +359,10 @@ pub async fn upgrade(
             .increment(1);
         return overloaded("too many connections on this edge", 5);
     };
-    if !edge.handshakes.try_acquire() {
+    if let Err(retry_after) = edge.handshakes.try_acquire() {
         metrics::counter!("moolai_edge_upgrades_refused_total", "reason" => "handshake_rate")
             .increment(1);
-        return overloaded("too many new connections right now", 1);
+        return overloaded("too many new connections right now", retry_after);
     }
     let bearer = headers
         .get(header::AUTHORIZATION)
@@ -393,9 +393,13 @@ fn overloaded(message: &str, retry_after: u64) -> Response {
         "error": { "code": "overloaded", "message": message }
     });
     let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    // The refused client will come back on a new connection: close this one now. Its
+    // TIME_WAIT then stays here, where it costs no port, instead of holding one of the
+    // client's source ports for a minute (a crowd of refused clients behind one address
+    // would run out of them), and no idle keep-alive connection lingers on the edge.
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 

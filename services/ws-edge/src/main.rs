@@ -40,7 +40,9 @@ async fn main() -> anyhow::Result<()> {
         shutdown.clone(),
     ));
     let addr = format!("{}:{}", settings.controller_host, settings.ws_edge_port);
-    let listener = tokio::net::TcpListener::bind(&addr)
+    // A deep accept queue: a reconnect storm's SYNs wait for the accept loop instead of
+    // being dropped and retried seconds later by the clients' kernels.
+    let listener = moolai_telemetry::http::bind(&addr, moolai_telemetry::http::DEFAULT_BACKLOG)
         .await
         .with_context(|| format!("cannot bind WS_EDGE_PORT at {addr}"))?;
     moolai_ws_edge::launch_with_listener(settings, bus, listener, shutdown).await

@@ -458,7 +458,7 @@ async fn a_handshake_storm_past_the_rate_gets_503_with_retry_after() {
     s.ws_max_handshakes_per_sec = 3;
     let h = start(s, true).await;
     let http = reqwest::Client::new();
-    let mut refused = 0;
+    let mut hints: Vec<u64> = Vec::new();
     for _ in 0..10 {
         // A bare upgrade request is enough to meet admission control.
         let r = http
@@ -471,14 +471,71 @@ async fn a_handshake_storm_past_the_rate_gets_503_with_retry_after() {
             .await
             .expect("request");
         if r.status().as_u16() == 503 {
-            assert_eq!(r.headers()["retry-after"], "1");
-            refused += 1;
+            let hint = r.headers()["retry-after"]
+                .to_str()
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .expect("Retry-After in whole seconds");
+            hints.push(hint);
         }
     }
+    let refused = hints.len();
     assert!(
         refused >= 6,
         "only {refused} of 10 refused at 3 handshakes/s"
     );
+    // The hint grows with the crowd (n refusals at 3/s take ceil(n / 3) seconds; the exact
+    // arithmetic over time is the limiter's unit test).
+    assert_eq!(hints[0], 1, "{hints:?}");
+    assert!(hints.windows(2).all(|w| w[0] <= w[1]), "{hints:?}");
+    assert!(hints.last().is_some_and(|&h| h >= 2), "{hints:?}");
+
+    // A refused upgrade is answered and the connection closed by the edge (the 503 says
+    // `Connection: close`), not left to the client or kept alive.
+    let authority = h
+        .http_url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .expect("host:port")
+        .to_owned();
+    let mut refused_raw = None;
+    for _ in 0..10 {
+        let mut raw = tokio::net::TcpStream::connect(&authority)
+            .await
+            .expect("connect");
+        tokio::io::AsyncWriteExt::write_all(
+            &mut raw,
+            format!(
+                "GET /ws HTTP/1.1\r\nHost: {authority}\r\nConnection: upgrade\r\n\
+                 Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("request");
+        let mut answer = Vec::new();
+        let closed = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::io::AsyncReadExt::read_to_end(&mut raw, &mut answer),
+        )
+        .await;
+        let answer = String::from_utf8_lossy(&answer).to_lowercase();
+        // Admitted (the bucket refilled meanwhile): an upgraded socket stays open; try again.
+        if answer.starts_with("http/1.1 101") {
+            continue;
+        }
+        assert!(
+            matches!(closed, Ok(Ok(_))),
+            "the edge did not close the connection after its answer: {answer}"
+        );
+        refused_raw = Some(answer);
+        break;
+    }
+    let answer = refused_raw.expect("a refused upgrade within 10 tries at 3/s");
+    assert!(answer.starts_with("http/1.1 503"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
     h.stop.cancel();
 }
 
