@@ -373,7 +373,9 @@ pub async fn upgrade(
         })
         .map(|t| t.trim().to_owned());
     let max = edge.settings.ws_max_frame_bytes;
-    ws.read_buffer_size(4 * 1024)
+    // Frames from orchestrators are small (a heartbeat is ~150 bytes); a larger one is read
+    // in several chunks. The buffer is allocated per socket and kept for its life.
+    ws.read_buffer_size(1024)
         .write_buffer_size(0)
         .max_write_buffer_size(max * 2)
         .max_message_size(max)
@@ -427,10 +429,7 @@ fn apply(edge: &Edge, orchestrator_id: &str, command: Command) {
     // lost (the hello already read the state before the change).
     if let Command::Send { frame, message_id } = &command {
         for pending in edge.registry.pending(orchestrator_id) {
-            pending.send(socket::Outbound::Frame {
-                frame: Box::new(frame.clone()),
-                message_id: message_id.clone(),
-            });
+            pending.send(socket::Outbound::frame(frame.clone(), message_id.clone()));
         }
     }
     let Some(handle) = edge.registry.get(orchestrator_id) else {
@@ -439,18 +438,15 @@ fn apply(edge: &Edge, orchestrator_id: &str, command: Command) {
     metrics::counter!("moolai_edge_commands_total").increment(1);
     match command {
         Command::Send { frame, message_id } => {
-            handle.send(socket::Outbound::Frame {
-                frame: Box::new(frame),
-                message_id,
-            });
+            handle.send(socket::Outbound::frame(frame, message_id));
         }
         Command::SessionStarted { session_id } => {
             if *handle.session_id != *session_id {
-                handle.send(socket::Outbound::Close {
-                    code: socket::CLOSE_REPLACED,
-                    reason: "replaced by a newer connection".into(),
-                    disconnect_reason: "replaced",
-                });
+                handle.send(socket::Outbound::close(
+                    socket::CLOSE_REPLACED,
+                    "replaced by a newer connection",
+                    "replaced",
+                ));
             }
         }
         Command::Close {
@@ -464,11 +460,7 @@ fn apply(edge: &Edge, orchestrator_id: &str, command: Command) {
                 } else {
                     "closed_by_controller"
                 };
-                handle.send(socket::Outbound::Close {
-                    code,
-                    reason,
-                    disconnect_reason,
-                });
+                handle.send(socket::Outbound::close(code, reason, disconnect_reason));
             }
         }
     }

@@ -208,18 +208,10 @@ mod tests {
     fn full_queue_kills_the_socket() {
         let (h, _rx) = handle("s");
         for _ in 0..4 {
-            h.send(Outbound::Close {
-                code: 1000,
-                reason: String::new(),
-                disconnect_reason: "x",
-            });
+            h.send(Outbound::close(1000, String::new(), "x"));
         }
         assert!(!h.kill.is_cancelled());
-        h.send(Outbound::Close {
-            code: 1000,
-            reason: String::new(),
-            disconnect_reason: "x",
-        });
+        h.send(Outbound::close(1000, String::new(), "x"));
         assert!(h.kill.is_cancelled());
     }
 }

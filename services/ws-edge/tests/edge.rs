@@ -227,6 +227,17 @@ async fn hello_in_both_dialects_and_heartbeats_are_published() {
     );
     b.send(&json!({"type": "keepalive"})).await.expect("send");
     b.expect("keepalive_ack", T).await.expect("still open");
+    // A frame larger than the edge's 1 KiB read buffer (under the 4 KiB limit) is read in
+    // several chunks and handled whole.
+    b.send(&json!({"type": "from_the_future", "padding": "p".repeat(3500)}))
+        .await
+        .expect("send");
+    assert_eq!(
+        b.expect("error", T).await.expect("error")["code"],
+        "unknown_type"
+    );
+    b.send(&json!({"type": "keepalive"})).await.expect("send");
+    b.expect("keepalive_ack", T).await.expect("still open");
     h.stop.cancel();
 }
 
