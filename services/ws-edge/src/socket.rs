@@ -615,7 +615,9 @@ async fn serve(
                             return End::Disconnect { close: None, reason: "write_failed" };
                         }
                         if let Some(id) = message_id {
-                            report_delivery(edge, s, id).await;
+                            // Boxed, as frame handling below: an idle socket's task does not
+                            // carry room for these futures (see `session`).
+                            Box::pin(report_delivery(edge, s, id)).await;
                         }
                     }
                     Some(Outbound::Close(close)) => {
@@ -671,7 +673,7 @@ async fn serve(
                 let reply = match decode_client_frame(text.as_str()) {
                     Decoded::Frame(frame) => {
                         invalid_in_a_row = 0;
-                        handle_frame(edge, s, frame).await
+                        Box::pin(handle_frame(edge, s, frame)).await
                     }
                     Decoded::Unknown(t) => {
                         invalid_in_a_row = 0;
