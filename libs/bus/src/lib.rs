@@ -82,6 +82,22 @@ impl Delivery {
         });
         let _ = span.set_parent(cx);
     }
+
+    /// Links `span` to the sender's trace, when the sender sent one: for work done for many
+    /// deliveries at once, which has one parent but belongs to each of their traces.
+    pub fn add_link_to(&self, span: &tracing::Span) {
+        if self.trace_headers.is_empty() {
+            return;
+        }
+        let cx = opentelemetry::global::get_text_map_propagator(|p| {
+            p.extract(&HeaderExtractor(&self.trace_headers))
+        });
+        use opentelemetry::trace::TraceContextExt as _;
+        let sender = cx.span().span_context().clone();
+        if sender.is_valid() {
+            span.add_link(sender);
+        }
+    }
 }
 
 /// A stream of deliveries from one subscription.

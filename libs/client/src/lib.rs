@@ -13,7 +13,8 @@
 //! Reconnects follow the lessons of fleet controllers that met reconnect storms: exponential
 //! backoff with **full jitter** that resets after a healthy session and never collapses to
 //! zero at the cap ([`Backoff`]); the server's "not now" (`Retry-After` on a 503 upgrade,
-//! `retry_after_sec` in an `error` frame) is a floor the client always honours; and a client
+//! `retry_after_sec` in an `error` frame) is the wait, with a little jitter, instead of the
+//! backoff (the edge paces a crowd with it; see [`Backoff::delay_after_hint`]); and a client
 //! that was replaced by a newer connection (close 4000), deregistered (4004) or refused
 //! (1008 before the ack, HTTP 401/403) stops instead of fighting ([`ReconnectPolicy`]).
 //!

@@ -63,13 +63,19 @@ pub async fn handle_batch(ctx: &StateContext, deliveries: Vec<Delivery>) {
         }
     }
     if !registrations.is_empty() {
+        // The batch's span is part of its first hello's trace and linked from the others'.
+        let batch_span = tracing::info_span!("hello_batch", hellos = registrations.len());
+        for (n, &index) in waiting.iter().enumerate() {
+            if n == 0 {
+                deliveries[index].link_span(&batch_span);
+            } else {
+                deliveries[index].add_link_to(&batch_span);
+            }
+        }
         let outcomes = ctx
             .store
             .register_hellos(&registrations)
-            .instrument(tracing::info_span!(
-                "hello_batch",
-                hellos = registrations.len()
-            ))
+            .instrument(batch_span)
             .await;
         metrics::histogram!("moolai_state_hello_batch_size").record(registrations.len() as f64);
         for ((index, registration), outcome) in waiting.into_iter().zip(registrations).zip(outcomes)

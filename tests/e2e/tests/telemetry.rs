@@ -113,13 +113,13 @@ async fn one_trace_spans_edge_and_state() {
     stack.shutdown().await;
     shared.unwrap_or_else(|e| panic!("{e}; spans: {seen:?}\n{logs}"));
     // edge → state → database: the hello's trace holds the edge's commit request, state's
-    // hello handler and the store's registration.
+    // hello handler, the batch it was registered in and the store's registration.
     let edge_traces: HashSet<&str> = seen
         .iter()
         .filter(|(s, _, n)| s == "moolai-ws-edge" && n == "hello_commit")
         .map(|(_, t, _)| t.as_str())
         .collect();
-    for name in ["hello", "register_hello"] {
+    for name in ["hello", "hello_batch", "register_hellos"] {
         assert!(
             seen.iter().any(|(s, t, n)| s == "moolai-state"
                 && n == name
