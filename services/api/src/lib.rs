@@ -29,6 +29,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod password;
+pub mod report_cache;
 pub mod responses;
 pub mod router;
 pub mod routes;

@@ -284,6 +284,10 @@ pub fn router(state: &AppState, fallback: Option<Router>) -> Router {
         .layer(DefaultBodyLimit::max(state.settings.api_max_body_bytes))
         .layer(middleware::from_fn(json_method_not_allowed))
         .layer(middleware::from_fn(record_metrics))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            writes_make_reports_stale,
+        ))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|request: &Request| {
@@ -342,6 +346,24 @@ async fn json_method_not_allowed(request: Request, next: Next) -> Response {
 }
 
 /// Request count and latency by matched route (never the raw path: bounded label values).
+/// A successful write through this process (any method but GET, HEAD, OPTIONS) makes the
+/// cached reports stale, so the operator's next overview shows it.
+async fn writes_make_reports_stale(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let write = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    let response = next.run(request).await;
+    if write && response.status().is_success() {
+        state.staleness.bump();
+    }
+    response
+}
+
 async fn record_metrics(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = request

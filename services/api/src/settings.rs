@@ -29,6 +29,8 @@ Environment:
   LOGIN_MAX_FAILURES_PER_ADDRESS  failed logins per client address before a lockout (default 20)
   LOGIN_LOCKOUT_SEC        lockout length, also the window failures are counted in (default 900)
   TRUST_FORWARDED_FOR      take the client address from X-Forwarded-For (behind a proxy)
+  API_REPORT_CACHE_MS      reuse overview/costs answers this long; status events and writes
+                           make them stale (default 1000, 0 = off)
   RUST_LOG, LOG_FORMAT, OTEL_EXPORTER_OTLP_ENDPOINT   logging and tracing";
 
 /// Settings of the api service. Every field is one environment variable (the upper-cased
@@ -80,6 +82,11 @@ pub struct ApiSettings {
     /// client could otherwise choose its own address.
     #[serde(default)]
     pub trust_forwarded_for: bool,
+    /// `API_REPORT_CACHE_MS`: how long an `overview` or `costs` answer is reused (per caller
+    /// scope and query) before it is computed again; status events and writes through this
+    /// process make it stale at once. 0 computes every request.
+    #[serde(default = "default_report_cache_ms")]
+    pub api_report_cache_ms: u64,
 }
 
 fn default_host() -> String {
@@ -106,6 +113,9 @@ fn default_login_failures_per_address() -> u32 {
 fn default_lockout() -> u64 {
     900
 }
+fn default_report_cache_ms() -> u64 {
+    1000
+}
 
 impl Default for ApiSettings {
     fn default() -> Self {
@@ -123,6 +133,7 @@ impl Default for ApiSettings {
             login_max_failures_per_address: default_login_failures_per_address(),
             login_lockout_sec: default_lockout(),
             trust_forwarded_for: false,
+            api_report_cache_ms: default_report_cache_ms(),
         }
     }
 }
@@ -251,6 +262,12 @@ impl ApiSettings {
             return Err(invalid(
                 "LOGIN_MAX_FAILURES",
                 "LOGIN_MAX_FAILURES and LOGIN_MAX_FAILURES_PER_ADDRESS must be at least 1".into(),
+            ));
+        }
+        if self.api_report_cache_ms > 60_000 {
+            return Err(invalid(
+                "API_REPORT_CACHE_MS",
+                "must be between 0 and 60000 milliseconds".into(),
             ));
         }
         if !(1..=86_400).contains(&self.login_lockout_sec) {

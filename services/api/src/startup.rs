@@ -16,6 +16,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::report_cache::{ReportCache, Staleness};
 use crate::routes::events::{CHANNEL_CAPACITY, StatusFanout};
 use crate::settings::ApiSettings;
 use crate::state::{AppState, Shared};
@@ -61,15 +62,23 @@ impl ApiService {
 
         let tracker = TaskTracker::new();
         let (status_events, _) = broadcast::channel(CHANNEL_CAPACITY);
-        StatusFanout::start(&bus, status_events.clone(), &tracker, shutdown.clone())
-            .await
-            .context("cannot subscribe to status events on NATS")?;
+        let staleness = Staleness::default();
+        StatusFanout::start(
+            &bus,
+            status_events.clone(),
+            staleness.clone(),
+            &tracker,
+            shutdown.clone(),
+        )
+        .await
+        .context("cannot subscribe to status events on NATS")?;
 
         let openapi_json = serde_json::to_vec(&crate::router::openapi())
             .context("cannot encode the OpenAPI document")?;
         let heartbeat_ttl = chrono::Duration::seconds(
             i64::try_from(liveness.heartbeat_ttl_sec).context("HEARTBEAT_TTL_SEC is too large")?,
         );
+        let report_ttl = Duration::from_millis(settings.api_report_cache_ms);
         let state = AppState::new(Shared {
             store,
             bus,
@@ -80,6 +89,9 @@ impl ApiService {
             shutdown,
             login_throttle,
             dummy_password_hash,
+            overview_cache: ReportCache::new(report_ttl, staleness.clone()),
+            costs_cache: ReportCache::new(report_ttl, staleness.clone()),
+            staleness,
         });
         Ok(Self { state, tracker })
     }

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use moolai_bus::events::{Command, StatusEvent};
 use moolai_bus::{Bus, Kind};
-use moolai_store::Store;
+use moolai_store::{CostReport, Overview, Store};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use crate::report_cache::{ReportCache, Staleness};
 use crate::settings::ApiSettings;
 use crate::throttle::LoginThrottle;
 
@@ -35,6 +36,23 @@ pub struct Shared {
     /// An argon2id hash of a random password, verified against when the user name is
     /// unknown, so an unknown name costs the same time as a wrong password.
     pub dummy_password_hash: String,
+    /// Bumped by every status event and every write through this process: cached reports
+    /// are stale after it.
+    pub staleness: Staleness,
+    pub overview_cache: Arc<ReportCache<Option<Vec<String>>, Overview>>,
+    pub costs_cache: Arc<ReportCache<CostKey, CostReport>>,
+}
+
+/// What a cost report depends on: the query as the caller gave it (absent bounds mean "this
+/// month, until now") and the caller's scope.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CostKey {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub organization_id: Option<String>,
+    pub orchestrator_id: Option<String>,
+    pub granularity: &'static str,
+    pub scope: Option<Vec<String>>,
 }
 
 impl Deref for AppState {

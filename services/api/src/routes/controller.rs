@@ -17,7 +17,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path, Query};
 use crate::responses::DataResponse;
-use crate::state::AppState;
+use crate::state::{AppState, CostKey};
 use crate::validation;
 
 /// Default page size of the organization listing (the seed's).
@@ -41,9 +41,16 @@ pub async fn overview(
     State(state): State<AppState>,
     principal: Principal,
 ) -> Result<Json<DataResponse<Overview>>, ApiError> {
-    Ok(DataResponse::json(
-        state.store.overview(principal.scope()).await?,
-    ))
+    let scope = principal.scope_owned();
+    let store = state.store.clone();
+    let key = scope.clone();
+    let overview = state
+        .overview_cache
+        .get(key, move || async move {
+            store.overview(scope.as_deref()).await
+        })
+        .await?;
+    Ok(DataResponse::json(Overview::clone(&overview)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -390,18 +397,33 @@ pub async fn costs(
     validation::optional_id_param("organization_id", q.organization_id.as_deref())?;
     validation::optional_id_param("orchestrator_id", q.orchestrator_id.as_deref())?;
     principal.check_filter(q.organization_id.as_deref())?;
+    let granularity = q.granularity.unwrap_or_default();
+    let key = CostKey {
+        from: q.from,
+        to: q.to,
+        organization_id: q.organization_id.clone(),
+        orchestrator_id: q.orchestrator_id.clone(),
+        granularity: match granularity {
+            Granularity::Day => "day",
+            Granularity::Week => "week",
+            Granularity::Month => "month",
+        },
+        scope: principal.scope_owned(),
+    };
+    let query = CostQuery {
+        from,
+        to,
+        organization_id: q.organization_id,
+        orchestrator_id: q.orchestrator_id,
+        granularity,
+        scope: principal.scope_owned(),
+    };
+    let store = state.store.clone();
     let report = state
-        .store
-        .costs(&CostQuery {
-            from,
-            to,
-            organization_id: q.organization_id,
-            orchestrator_id: q.orchestrator_id,
-            granularity: q.granularity.unwrap_or_default(),
-            scope: principal.scope_owned(),
-        })
+        .costs_cache
+        .get(key, move || async move { store.costs(&query).await })
         .await?;
-    Ok(DataResponse::json(report))
+    Ok(DataResponse::json(CostReport::clone(&report)))
 }
 
 fn month_start(now: DateTime<Utc>) -> DateTime<Utc> {

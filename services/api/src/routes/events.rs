@@ -19,6 +19,8 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::instrument;
+
+use crate::report_cache::Staleness;
 use utoipa::IntoParams;
 
 use crate::auth::{self, Principal};
@@ -44,13 +46,14 @@ pub struct StatusFanout;
 impl StatusFanout {
     /// Subscribes (and waits until the broker has the subscription, so nothing published
     /// after this returns is missed), then forwards every status event into `sender` until
-    /// `shutdown` fires.
+    /// `shutdown` fires, making cached reports stale first.
     ///
     /// # Errors
     /// When the subscription cannot be registered.
     pub async fn start(
         bus: &Bus,
         sender: broadcast::Sender<Arc<StatusEvent>>,
+        staleness: Staleness,
         tracker: &TaskTracker,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
@@ -72,7 +75,11 @@ impl StatusFanout {
                 };
                 match delivery.json::<StatusEvent>() {
                     // No receivers is fine: nobody is watching right now.
-                    Ok(event) => drop(sender.send(Arc::new(event))),
+                    Ok(event) => {
+                        // Cached reports count statuses: stale before anyone hears of it.
+                        staleness.bump();
+                        drop(sender.send(Arc::new(event)));
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, subject = %delivery.subject, "undecodable status event");
                     }

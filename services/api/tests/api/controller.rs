@@ -622,3 +622,69 @@ async fn the_audit_log_is_paginated_and_filtered() {
     assert_error(response, StatusCode::BAD_REQUEST, "bad_request").await;
     app.stop().await;
 }
+
+/// Overview and costs are cached (here for a minute): usage written behind the api's back
+/// does not show, until a status event arrives or a write goes through the api; then both
+/// are computed afresh.
+#[tokio::test]
+async fn reports_are_reused_until_a_status_event_or_a_write() {
+    let app = crate::helpers::spawn_app_with(|s| s.api_report_cache_ms = 60_000, |s| s).await;
+    create_organization(&app, "org-c", "Org C").await;
+    let now = Utc::now();
+    app.usage("org-c", "orch-c", None, 1, (1, 1), 1.0, now)
+        .await;
+    let requests = |body: &Value| body["data"]["requests_this_month"].clone();
+    let cost_requests = |body: &Value| body["data"]["totals"]["requests"].clone();
+    let overview = "/api/v1/controller/overview";
+    let costs = "/api/v1/controller/costs";
+    assert_eq!(requests(&app.get_ok(overview).await), 1);
+    assert_eq!(cost_requests(&app.get_ok(costs).await), 1);
+
+    // Behind the api's back: the cached answers stand.
+    app.usage("org-c", "orch-c", None, 10, (1, 1), 1.0, now)
+        .await;
+    assert_eq!(requests(&app.get_ok(overview).await), 1);
+    assert_eq!(cost_requests(&app.get_ok(costs).await), 1);
+
+    // A status event (from any replica, through NATS) makes them stale.
+    let event = moolai_bus::events::StatusEvent {
+        orchestrator_id: "orch-c".into(),
+        organization_id: "org-c".into(),
+        status: moolai_protocol::Status::Active,
+        previous_status: None,
+        is_independent: false,
+        last_seen: Some(now),
+        reason: "registered".into(),
+        at: now,
+    };
+    app.bus
+        .publish(
+            app.bus
+                .subjects()
+                .orchestrator(moolai_bus::Kind::Status, "org-c", "orch-c"),
+            &event,
+        )
+        .await
+        .unwrap();
+    app.bus.flush().await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while requests(&app.get_ok(overview).await) != 11 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the status event did not make the overview stale"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(cost_requests(&app.get_ok(costs).await), 11);
+
+    // A write through the api does too, at once.
+    app.usage("org-c", "orch-c", None, 100, (1, 1), 1.0, now)
+        .await;
+    assert_eq!(requests(&app.get_ok(overview).await), 11);
+    create_organization(&app, "org-d", "Org D").await;
+    let body = app.get_ok(overview).await;
+    assert_eq!(requests(&body), 111);
+    assert_eq!(body["data"]["total_organizations"], 2);
+    assert_eq!(cost_requests(&app.get_ok(costs).await), 111);
+    app.stop().await;
+}

@@ -1,0 +1,233 @@
+//! A short-lived cache of the fleet-wide reports (`overview`, `costs`).
+//!
+//! Both aggregate the whole fleet on every request (100,000 orchestrators and a month of
+//! usage: 50 ms to over a second), while the dashboard asks for them on every screen and
+//! after every status event. An answer is reused for `API_REPORT_CACHE_MS` (default 1000;
+//! 0 turns the cache off), per caller scope and query:
+//! - every status event (from NATS, whichever replica caused it) and every successful write
+//!   through this api process make all cached answers stale: the next request computes
+//!   afresh, so the counts follow the live stream and an operator's own changes;
+//! - an answer older than the TTL (and younger than ten TTLs) is still served while one
+//!   request refreshes it in the background, so concurrent readers do not queue on the
+//!   database. Writes through another api replica show after at most that long.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Cached answers per cache; past this many distinct keys the cache starts over.
+const MAX_ENTRIES: usize = 1024;
+
+/// The shared "something changed" counter: bumping it makes every cached answer stale.
+#[derive(Debug, Clone, Default)]
+pub struct Staleness(Arc<AtomicU64>);
+
+impl Staleness {
+    /// Everything cached so far is stale.
+    pub fn bump(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn current(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+pub struct ReportCache<K, V> {
+    ttl: Duration,
+    staleness: Staleness,
+    entries: Mutex<HashMap<K, Entry<V>>>,
+}
+
+struct Entry<V> {
+    value: Arc<V>,
+    /// When the computation that produced it started.
+    at: Instant,
+    generation: u64,
+    refreshing: bool,
+}
+
+enum Plan<V> {
+    Fresh(Arc<V>),
+    /// Serve this and refresh in the background.
+    Refresh(Arc<V>),
+    Compute,
+}
+
+impl<K, V> ReportCache<K, V>
+where
+    K: Eq + Hash + Clone + Send + 'static,
+    V: Send + Sync + 'static,
+{
+    #[must_use]
+    pub fn new(ttl: Duration, staleness: Staleness) -> Arc<Self> {
+        Arc::new(Self {
+            ttl,
+            staleness,
+            entries: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The answer for `key`: cached, or from `compute` (see the module docs).
+    ///
+    /// # Errors
+    /// What `compute` returns when the answer had to be computed now.
+    pub async fn get<F, Fut, E>(self: &Arc<Self>, key: K, compute: F) -> Result<Arc<V>, E>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<V, E>> + Send + 'static,
+    {
+        if self.ttl.is_zero() {
+            return compute().await.map(Arc::new);
+        }
+        let generation = self.staleness.current();
+        let now = Instant::now();
+        let plan = {
+            let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+            match entries.get_mut(&key) {
+                Some(e) if e.generation == generation => {
+                    let age = now.saturating_duration_since(e.at);
+                    if age < self.ttl || (e.refreshing && age < self.ttl * 10) {
+                        Plan::Fresh(e.value.clone())
+                    } else if age < self.ttl * 10 {
+                        e.refreshing = true;
+                        Plan::Refresh(e.value.clone())
+                    } else {
+                        Plan::Compute
+                    }
+                }
+                _ => Plan::Compute,
+            }
+        };
+        match plan {
+            Plan::Fresh(value) => Ok(value),
+            Plan::Refresh(value) => {
+                let cache = self.clone();
+                tokio::spawn(async move {
+                    match compute().await {
+                        Ok(fresh) => cache.store(key, Arc::new(fresh), generation, now),
+                        // Served stale a little longer; the next request past the TTL retries.
+                        Err(_) => cache.refresh_failed(&key),
+                    }
+                });
+                Ok(value)
+            }
+            Plan::Compute => {
+                let value = Arc::new(compute().await?);
+                self.store(key, value.clone(), generation, now);
+                Ok(value)
+            }
+        }
+    }
+
+    /// Keeps `value`, computed from the state of `generation` starting at `at` (so a change
+    /// during the computation leaves it stale).
+    fn store(&self, key: K, value: Arc<V>, generation: u64, at: Instant) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= MAX_ENTRIES && !entries.contains_key(&key) {
+            entries.clear();
+        }
+        entries.insert(
+            key,
+            Entry {
+                value,
+                at,
+                generation,
+                refreshing: false,
+            },
+        );
+    }
+
+    fn refresh_failed(&self, key: &K) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(e) = entries.get_mut(key) {
+            e.refreshing = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// A computation that counts its runs and answers the run number.
+    fn counter() -> (
+        Arc<AtomicUsize>,
+        impl Fn() -> std::future::Ready<Result<usize, ()>> + Clone + Send + 'static,
+    ) {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let r = runs.clone();
+        (runs, move || {
+            std::future::ready(Ok(r.fetch_add(1, Ordering::SeqCst) + 1))
+        })
+    }
+
+    #[tokio::test]
+    async fn a_fresh_answer_is_reused_per_key_and_a_change_makes_it_stale() {
+        let staleness = Staleness::default();
+        let cache = ReportCache::new(Duration::from_secs(60), staleness.clone());
+        let (runs, compute) = counter();
+        assert_eq!(
+            *cache.get("a", compute.clone()).await.unwrap_or_default(),
+            1
+        );
+        assert_eq!(
+            *cache.get("a", compute.clone()).await.unwrap_or_default(),
+            1
+        );
+        assert_eq!(
+            *cache.get("b", compute.clone()).await.unwrap_or_default(),
+            2
+        );
+        staleness.bump();
+        assert_eq!(
+            *cache.get("a", compute.clone()).await.unwrap_or_default(),
+            3
+        );
+        assert_eq!(*cache.get("a", compute).await.unwrap_or_default(), 3);
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn past_the_ttl_the_old_answer_is_served_while_one_refresh_runs() {
+        let cache = ReportCache::new(Duration::from_millis(50), Staleness::default());
+        let (runs, compute) = counter();
+        assert_eq!(*cache.get((), compute.clone()).await.unwrap_or_default(), 1);
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        // Stale: served at once, one refresh started.
+        assert_eq!(*cache.get((), compute.clone()).await.unwrap_or_default(), 1);
+        assert_eq!(*cache.get((), compute.clone()).await.unwrap_or_default(), 1);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(*cache.get((), compute.clone()).await.unwrap_or_default(), 2);
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        // Far past the TTL (ten times): computed now, not served.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(*cache.get((), compute).await.unwrap_or_default(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_ttl_of_zero_computes_every_time_and_errors_are_not_kept() {
+        let cache = ReportCache::new(Duration::ZERO, Staleness::default());
+        let (runs, compute) = counter();
+        for expected in 1..=3 {
+            assert_eq!(
+                *cache.get(1, compute.clone()).await.unwrap_or_default(),
+                expected
+            );
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+
+        let cache = ReportCache::<u8, usize>::new(Duration::from_secs(60), Staleness::default());
+        let failed = cache
+            .get(1, || std::future::ready(Err::<usize, _>("down")))
+            .await;
+        assert_eq!(failed.err(), Some("down"));
+        let (_, compute) = counter();
+        assert_eq!(*cache.get(1, compute).await.unwrap_or_default(), 1);
+    }
+}
