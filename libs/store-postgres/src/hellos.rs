@@ -12,7 +12,7 @@
 //! exactly as before.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use moolai_protocol::{DeliveredMessage, Status};
 use moolai_store::{AuditEntry, HelloRegistration, Registered, StoreError};
@@ -23,8 +23,8 @@ use sqlx::query::QueryAs;
 
 use crate::credentials::{credential_gone, enrollment_cannot_claim};
 use crate::error::db_error;
-use crate::orchestrators::{HelloRow, PENDING_DELIVERY_LIMIT, hello_audit};
-use crate::rows::{DeliveryRow, parse_status};
+use crate::orchestrators::{HelloRow, PENDING_DELIVERY_LIMIT, hello_audit, hello_organization};
+use crate::rows::DeliveryRow;
 use crate::sql::{connection_upsert, hello_liveness_set, status_sql};
 use crate::{PgStore, audit};
 
@@ -51,12 +51,24 @@ macro_rules! hello_input {
     };
 }
 
+/// Hello batches of a store (and its clones).
+#[derive(Debug, Default)]
+pub(crate) struct BatchCounts {
+    /// Committed together.
+    committed: AtomicU64,
+    /// Rolled back and registered one by one.
+    rolled_back: AtomicU64,
+}
+
 /// A hello that passed the organization and credential checks, waiting for its writes.
 struct Planned<'a> {
     index: usize,
     hello: &'a HelloRegistration,
     organization_id: String,
     previous_status: Option<Status>,
+    /// The hello's JSON as text for the `unnest` columns (serialized once).
+    features: Option<String>,
+    metadata: String,
 }
 
 impl PgStore {
@@ -88,7 +100,7 @@ impl PgStore {
         if batch.len() > 1 {
             match self.register_batch(hellos, &batch).await {
                 Ok(decided) => {
-                    self.hello_batches[0].fetch_add(1, Ordering::Relaxed);
+                    self.hello_batches.committed.fetch_add(1, Ordering::Relaxed);
                     for (index, outcome) in decided {
                         outcomes[index] = Some(outcome);
                     }
@@ -99,7 +111,9 @@ impl PgStore {
                     }
                 }
                 Err(e) => {
-                    self.hello_batches[1].fetch_add(1, Ordering::Relaxed);
+                    self.hello_batches
+                        .rolled_back
+                        .fetch_add(1, Ordering::Relaxed);
                     tracing::info!(error = %e, hellos = batch.len(), "hello batch rolled back; registering its hellos one by one");
                 }
             }
@@ -119,8 +133,8 @@ impl PgStore {
     #[must_use]
     pub fn hello_batches(&self) -> (u64, u64) {
         (
-            self.hello_batches[0].load(Ordering::Relaxed),
-            self.hello_batches[1].load(Ordering::Relaxed),
+            self.hello_batches.committed.load(Ordering::Relaxed),
+            self.hello_batches.rolled_back.load(Ordering::Relaxed),
         )
     }
 
@@ -160,30 +174,20 @@ impl PgStore {
         let mut planned = Vec::with_capacity(batch.len());
         for &index in batch {
             let hello = &hellos[index];
-            let (organization_id, previous_status) =
-                match (existing.get(&hello.orchestrator_id), &hello.organization_id) {
-                    (Some((existing_org, _)), Some(claimed)) if claimed != existing_org => {
-                        decided.push((
-                            index,
-                            Err(StoreError::Conflict(format!(
-                                "orchestrator {} belongs to another organization",
-                                hello.orchestrator_id
-                            ))),
-                        ));
-                        continue;
-                    }
-                    (Some((existing_org, status)), _) => {
-                        (existing_org.clone(), Some(parse_status(status)?))
-                    }
-                    (None, Some(claimed)) => (claimed.clone(), None),
-                    (None, None) => (hello.default_organization_id.clone(), None),
-                };
-            planned.push(Planned {
-                index,
-                hello,
-                organization_id,
-                previous_status,
-            });
+            let found = existing
+                .get(&hello.orchestrator_id)
+                .map(|(org, status)| (org.as_str(), status.as_str()));
+            match hello_organization(hello, found) {
+                Ok((organization_id, previous_status)) => planned.push(Planned {
+                    index,
+                    hello,
+                    organization_id,
+                    previous_status,
+                    features: hello.features.as_ref().map(json_text).transpose()?,
+                    metadata: json_text(&hello.metadata)?,
+                }),
+                Err(e) => decided.push((index, Err(e))),
+            }
         }
 
         // Credentials: still active (held FOR SHARE until commit, so a revocation waits for
@@ -400,16 +404,12 @@ impl PgStore {
             .collect();
         for p in planned {
             let outcome = match rows_by_orchestrator.remove(&p.hello.orchestrator_id) {
-                Some(row) => parse_status(&row.status).map(|status| Registered {
-                    status,
-                    last_seen: row.last_seen,
-                    organization_id: row.provisioning.organization_id.clone(),
-                    provisioning: row.provisioning.into(),
-                    previous_status: p.previous_status,
-                    pending_messages: pending_by_orchestrator
+                Some(row) => row.registered(
+                    p.previous_status,
+                    pending_by_orchestrator
                         .remove(&p.hello.orchestrator_id)
                         .unwrap_or_default(),
-                }),
+                ),
                 None => Err(StoreError::Other(
                     "registered orchestrator missing from the batch's rows".into(),
                 )),
@@ -428,8 +428,8 @@ struct HelloColumns<'a> {
     organization_names: Vec<&'a str>,
     names: Vec<Option<&'a str>>,
     locations: Vec<Option<&'a str>>,
-    features: Vec<Option<String>>,
-    metadata: Vec<String>,
+    features: Vec<Option<&'a str>>,
+    metadata: Vec<&'a str>,
     sessions: Vec<&'a str>,
     edges: Vec<&'a str>,
     credentials: Vec<Option<&'a str>>,
@@ -462,9 +462,8 @@ impl<'a> HelloColumns<'a> {
             c.organization_names.push(organization_name);
             c.names.push(h.name.as_deref());
             c.locations.push(h.location.as_deref());
-            c.features
-                .push(h.features.as_ref().map(json_text).transpose()?);
-            c.metadata.push(json_text(&h.metadata)?);
+            c.features.push(p.features.as_deref());
+            c.metadata.push(&p.metadata);
             c.sessions.push(&h.session_id);
             c.edges.push(&h.edge_id);
             c.credentials.push(h.credential_id.as_deref());

@@ -69,8 +69,7 @@ pub struct PgStore {
     heartbeat_ttl: Duration,
     /// The same TTL as bound into SQL (`make_interval(secs => ...)`).
     ttl_secs: f64,
-    /// Hello batches committed together / rolled back and registered one by one.
-    hello_batches: std::sync::Arc<[std::sync::atomic::AtomicU64; 2]>,
+    hello_batches: std::sync::Arc<hellos::BatchCounts>,
 }
 
 impl std::fmt::Debug for PgStore {

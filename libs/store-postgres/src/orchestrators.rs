@@ -1,7 +1,7 @@
 //! The orchestrator aggregate: hello registration, reads with the derived status, operator
 //! writes (pre-registration, independence, session config) and connection history.
 
-use moolai_protocol::{DeliveredMessage, Provisioning};
+use moolai_protocol::{DeliveredMessage, Provisioning, Status};
 use moolai_store::{
     Actor, ConnectionRecord, HelloRegistration, IndependenceChange, NewOrchestrator,
     OrchestratorQuery, OrchestratorRecord, Page, Registered, StoreError, Supervision,
@@ -96,6 +96,47 @@ pub(crate) struct HelloRow {
     pub(crate) last_seen: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+impl HelloRow {
+    /// The hello's outcome, from the row it wrote.
+    pub(crate) fn registered(
+        self,
+        previous_status: Option<Status>,
+        pending_messages: Vec<DeliveredMessage>,
+    ) -> Result<Registered, StoreError> {
+        Ok(Registered {
+            status: parse_status(&self.status)?,
+            last_seen: self.last_seen,
+            organization_id: self.provisioning.organization_id.clone(),
+            provisioning: self.provisioning.into(),
+            previous_status,
+            pending_messages,
+        })
+    }
+}
+
+/// The organization a hello lands in, and the derived status before it (`None` for a new
+/// orchestrator) from `existing` (its locked row's organization and status): an existing
+/// orchestrator keeps its organization and a hello claiming another is refused; a new one
+/// takes the organization claimed, else the default.
+pub(crate) fn hello_organization(
+    hello: &HelloRegistration,
+    existing: Option<(&str, &str)>,
+) -> Result<(String, Option<Status>), StoreError> {
+    match (existing, &hello.organization_id) {
+        (Some((existing_org, _)), Some(claimed)) if claimed != existing_org => {
+            Err(StoreError::Conflict(format!(
+                "orchestrator {} belongs to another organization",
+                hello.orchestrator_id
+            )))
+        }
+        (Some((existing_org, status)), _) => {
+            Ok((existing_org.to_owned(), Some(parse_status(status)?)))
+        }
+        (None, Some(claimed)) => Ok((claimed.clone(), None)),
+        (None, None) => Ok((hello.default_organization_id.clone(), None)),
+    }
+}
+
 impl PgStore {
     pub(crate) async fn register_hello_tx(
         &self,
@@ -116,19 +157,12 @@ impl PgStore {
         .await
         .map_err(db_error)?;
 
-        let (organization_id, previous_status) = match (&existing, &hello.organization_id) {
-            (Some((existing_org, _)), Some(claimed)) if claimed != existing_org => {
-                return Err(StoreError::Conflict(format!(
-                    "orchestrator {} belongs to another organization",
-                    hello.orchestrator_id
-                )));
-            }
-            (Some((existing_org, status)), _) => {
-                (existing_org.clone(), Some(parse_status(status)?))
-            }
-            (None, Some(claimed)) => (claimed.clone(), None),
-            (None, None) => (hello.default_organization_id.clone(), None),
-        };
+        let (organization_id, previous_status) = hello_organization(
+            hello,
+            existing
+                .as_ref()
+                .map(|(org, status)| (org.as_str(), status.as_str())),
+        )?;
         if let Some(credential_id) = &hello.credential_id {
             crate::credentials::check_for_hello(&mut tx, credential_id, &hello.orchestrator_id)
                 .await?;
@@ -218,14 +252,7 @@ impl PgStore {
         let pending_messages = pending_deliveries(&mut tx, &hello.orchestrator_id).await?;
         tx.commit().await.map_err(db_error)?;
 
-        Ok(Registered {
-            status: parse_status(&row.status)?,
-            last_seen: row.last_seen,
-            organization_id: row.provisioning.organization_id.clone(),
-            provisioning: row.provisioning.into(),
-            previous_status,
-            pending_messages,
-        })
+        row.registered(previous_status, pending_messages)
     }
 
     pub(crate) async fn list_orchestrators_page(
