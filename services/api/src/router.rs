@@ -345,7 +345,6 @@ async fn json_method_not_allowed(request: Request, next: Next) -> Response {
     replaced
 }
 
-/// Request count and latency by matched route (never the raw path: bounded label values).
 /// A successful write through this process (any method but GET, HEAD, OPTIONS) makes the
 /// cached reports stale, so the operator's next overview shows it.
 async fn writes_make_reports_stale(
@@ -364,6 +363,7 @@ async fn writes_make_reports_stale(
     response
 }
 
+/// Request count and latency by matched route (never the raw path: bounded label values).
 async fn record_metrics(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = request

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use moolai_bus::events::{Command, StatusEvent};
 use moolai_bus::{Bus, Kind};
-use moolai_store::{CostReport, Overview, Store};
+use moolai_store::{CostReport, Granularity, Overview, Store};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -51,7 +51,7 @@ pub struct CostKey {
     pub to: Option<String>,
     pub organization_id: Option<String>,
     pub orchestrator_id: Option<String>,
-    pub granularity: &'static str,
+    pub granularity: Granularity,
     pub scope: Option<Vec<String>>,
 }
 

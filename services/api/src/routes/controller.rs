@@ -398,17 +398,14 @@ pub async fn costs(
     validation::optional_id_param("orchestrator_id", q.orchestrator_id.as_deref())?;
     principal.check_filter(q.organization_id.as_deref())?;
     let granularity = q.granularity.unwrap_or_default();
+    let scope = principal.scope_owned();
     let key = CostKey {
         from: q.from,
         to: q.to,
         organization_id: q.organization_id.clone(),
         orchestrator_id: q.orchestrator_id.clone(),
-        granularity: match granularity {
-            Granularity::Day => "day",
-            Granularity::Week => "week",
-            Granularity::Month => "month",
-        },
-        scope: principal.scope_owned(),
+        granularity,
+        scope: scope.clone(),
     };
     let query = CostQuery {
         from,
@@ -416,7 +413,7 @@ pub async fn costs(
         organization_id: q.organization_id,
         orchestrator_id: q.orchestrator_id,
         granularity,
-        scope: principal.scope_owned(),
+        scope,
     };
     let store = state.store.clone();
     let report = state
