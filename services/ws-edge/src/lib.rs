@@ -442,11 +442,7 @@ fn apply(edge: &Edge, orchestrator_id: &str, command: Command) {
         }
         Command::SessionStarted { session_id } => {
             if *handle.session_id != *session_id {
-                handle.send(socket::Outbound::close(
-                    socket::CLOSE_REPLACED,
-                    "replaced by a newer connection",
-                    "replaced",
-                ));
+                handle.send(socket::Outbound::replaced());
             }
         }
         Command::Close {

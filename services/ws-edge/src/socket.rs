@@ -66,6 +66,12 @@ impl Outbound {
     pub fn close(code: u16, reason: impl Into<String>, disconnect_reason: &'static str) -> Self {
         Self::Close(Box::new((code, reason.into(), disconnect_reason)))
     }
+
+    /// Close 4000: a newer connection of the same orchestrator took over.
+    #[must_use]
+    pub fn replaced() -> Self {
+        Self::close(CLOSE_REPLACED, "replaced by a newer connection", "replaced")
+    }
 }
 
 /// Why a socket ended.
@@ -364,9 +370,6 @@ async fn open(
         // this the edge's part of the hello trace would only be exported at disconnect.
         .instrument(tracing::info_span!("hello_commit"))
         .await;
-    // The hello's metadata and token are not needed for the rest of the session: a socket
-    // lives for days, so free them now instead of at the end of this function.
-    drop(request);
     let (provisioning, pending) = match reply {
         Ok(HelloReply::Accepted {
             provisioning,
@@ -421,11 +424,7 @@ async fn open(
     // Bound: commands now reach it through the registry, no longer as a pending socket.
     drop(binding);
     if let Some(old) = replaced {
-        old.send(Outbound::close(
-            CLOSE_REPLACED,
-            "replaced by a newer connection",
-            "replaced",
-        ));
+        old.send(Outbound::replaced());
     }
 
     // handshake_ack is always the first frame; provisioning follows (level-triggered).
@@ -442,7 +441,6 @@ async fn open(
     let provisioning = ServerFrame::Provisioning { data: provisioning };
     told.record(&provisioning);
     let mut ok = send(&mut socket, &ack).await && send(&mut socket, &provisioning).await;
-    drop((ack, provisioning));
     if ok && independent {
         ok = send(
             &mut socket,
