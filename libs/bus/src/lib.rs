@@ -74,29 +74,31 @@ impl Delivery {
 
     /// Makes `span` a child of the sender's trace, when the sender sent one.
     pub fn link_span(&self, span: &tracing::Span) {
-        if self.trace_headers.is_empty() {
-            return;
+        if let Some(cx) = self.sender_trace() {
+            let _ = span.set_parent(cx);
         }
-        let cx = opentelemetry::global::get_text_map_propagator(|p| {
-            p.extract(&HeaderExtractor(&self.trace_headers))
-        });
-        let _ = span.set_parent(cx);
     }
 
     /// Links `span` to the sender's trace, when the sender sent one: for work done for many
     /// deliveries at once, which has one parent but belongs to each of their traces.
     pub fn add_link_to(&self, span: &tracing::Span) {
-        if self.trace_headers.is_empty() {
-            return;
-        }
-        let cx = opentelemetry::global::get_text_map_propagator(|p| {
-            p.extract(&HeaderExtractor(&self.trace_headers))
-        });
         use opentelemetry::trace::TraceContextExt as _;
-        let sender = cx.span().span_context().clone();
-        if sender.is_valid() {
-            span.add_link(sender);
+        if let Some(cx) = self.sender_trace() {
+            let sender = cx.span().span_context().clone();
+            if sender.is_valid() {
+                span.add_link(sender);
+            }
         }
+    }
+
+    /// The trace context the sender put in the headers, if any.
+    fn sender_trace(&self) -> Option<opentelemetry::Context> {
+        if self.trace_headers.is_empty() {
+            return None;
+        }
+        Some(opentelemetry::global::get_text_map_propagator(|p| {
+            p.extract(&HeaderExtractor(&self.trace_headers))
+        }))
     }
 }
 

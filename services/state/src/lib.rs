@@ -57,7 +57,8 @@ pub struct StateSettings {
     /// Organization for orchestrators whose hello names none.
     #[serde(default = "default_org")]
     pub default_organization_id: String,
-    /// Hello and frame requests processed at once by this replica.
+    /// Frame requests (other than heartbeats and hellos) processed at once by this replica;
+    /// also disconnect and delivery events.
     #[serde(default = "default_concurrency")]
     pub state_request_concurrency: usize,
     /// Most hellos registered in one transaction. A batch is what is waiting when a
