@@ -475,21 +475,11 @@ impl Bench {
     /// # Errors
     /// When login fails.
     pub async fn login(&self, api_port: u16) -> anyhow::Result<String> {
-        let response: serde_json::Value = self
-            .http
-            .post(format!(
-                "http://127.0.0.1:{api_port}/api/v1/internal/auth/login"
-            ))
-            .json(&serde_json::json!({"username": "admin", "password": self.admin_password}))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        response["user"]["token"]
-            .as_str()
-            .map(str::to_owned)
-            .context("no token in the login response")
+        moolai_e2e::login_admin(
+            &format!("http://127.0.0.1:{api_port}"),
+            &self.admin_password,
+        )
+        .await
     }
 
     /// Stops every process (newest first: simulators before the services they talk to) and
