@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
     Copy,
     PartialEq,
     Eq,
+    Hash,
     Serialize,
     Deserialize,
     schemars::JsonSchema,

@@ -303,6 +303,19 @@ impl Store for PgStore {
         self.list_orchestrators_page(q).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn count_orchestrators(&self, q: &OrchestratorQuery) -> StoreResult<i64> {
+        self.count_orchestrators_matching(q).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(page = q.page, page_size = q.page_size))]
+    async fn orchestrator_page_items(
+        &self,
+        q: &OrchestratorQuery,
+    ) -> StoreResult<Vec<OrchestratorRecord>> {
+        self.orchestrator_items(q).await
+    }
+
     #[tracing::instrument(skip_all, fields(orchestrator_id = %orchestrator_id))]
     async fn get_orchestrator(
         &self,

@@ -14,8 +14,8 @@ use sqlx::{Arguments, PgConnection, Postgres, QueryBuilder};
 use crate::error::db_error;
 use crate::rows::{ConnectionRow, DeliveryRow, OrchestratorRow, ProvisioningRow, parse_status};
 use crate::sql::{
-    ORCHESTRATOR_FROM, SELECT_ORCHESTRATOR, alive_sql, connection_upsert, hello_liveness_set,
-    orchestrator_columns, status_sql,
+    SELECT_ORCHESTRATOR, alive_sql, connection_upsert, hello_liveness_set, orchestrator_columns,
+    organization_join, status_sql,
 };
 use crate::{PgStore, audit};
 
@@ -260,23 +260,48 @@ impl PgStore {
         q: &OrchestratorQuery,
     ) -> Result<Page<OrchestratorRecord>, StoreError> {
         let (page, page_size) = crate::page_bounds(q.page, q.page_size);
+        let total = self.count_orchestrators_matching(q).await?;
+        let items = self.orchestrator_items(q).await?;
+        Ok(Page {
+            items,
+            total,
+            page,
+            page_size,
+        })
+    }
 
+    pub(crate) async fn count_orchestrators_matching(
+        &self,
+        q: &OrchestratorQuery,
+    ) -> Result<i64, StoreError> {
         let mut count = QueryBuilder::with_arguments(
             "SELECT count(*) FROM orchestrator_instances o",
             self.ttl_arguments()?,
         );
         push_filters(&mut count, q);
-        let total: i64 = count
+        count
             .build_query_scalar()
             .fetch_one(&self.pool)
             .await
-            .map_err(db_error)?;
+            .map_err(db_error)
+    }
 
+    /// One page without the count: walks the (organization, id) index in id order and stops
+    /// at the page's end, so an early page reads a few rows, not every match.
+    pub(crate) async fn orchestrator_items(
+        &self,
+        q: &OrchestratorQuery,
+    ) -> Result<Vec<OrchestratorRecord>, StoreError> {
+        let (page, page_size) = crate::page_bounds(q.page, q.page_size);
         let mut select = QueryBuilder::with_arguments(
-            concat!("SELECT ", orchestrator_columns!("$1")),
+            concat!(
+                "SELECT ",
+                orchestrator_columns!("$1"),
+                " FROM orchestrator_instances o",
+                organization_join!()
+            ),
             self.ttl_arguments()?,
         );
-        select.push(ORCHESTRATOR_FROM);
         push_filters(&mut select, q);
         select
             .push(" ORDER BY o.orchestrator_id LIMIT ")
@@ -288,16 +313,7 @@ impl PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;
-
-        Ok(Page {
-            items: rows
-                .into_iter()
-                .map(TryInto::try_into)
-                .collect::<Result<_, _>>()?,
-            total,
-            page,
-            page_size,
-        })
+        rows.into_iter().map(TryInto::try_into).collect()
     }
 
     /// Arguments starting with the TTL as `$1`, for builders whose SQL uses `status_sql!("$1")`.

@@ -46,20 +46,6 @@ impl From<TotalsRow> for UsageTotals {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct BucketRow {
-    key: String,
-    #[sqlx(flatten)]
-    totals: TotalsRow,
-}
-
-#[derive(sqlx::FromRow)]
-struct PointRow {
-    period_start: DateTime<Utc>,
-    #[sqlx(flatten)]
-    totals: TotalsRow,
-}
-
 /// The aggregate columns of a [`TotalsRow`].
 macro_rules! totals_columns {
     () => {
@@ -70,17 +56,49 @@ macro_rules! totals_columns {
     };
 }
 
-/// `SELECT <select> FROM usage_records WHERE <range and the filters the query has> <tail>`.
-/// Only present filters are written: a filter written as `$n IS NULL OR organization_id = $n`
-/// gets a generic plan once the statement is prepared, which cannot use the organization
-/// index (an organization's month took ~300 ms at 500,000 usage rows, scanning them all).
-fn usage_query(q: &CostQuery, select: &str, tail: &str) -> QueryBuilder<Postgres> {
-    let mut qb = QueryBuilder::new("SELECT ");
-    qb.push(select)
-        .push(" FROM usage_records WHERE reported_at >= ")
+/// One row of the cost report's single statement: the totals (`kind` 0), an organization
+/// (1), an orchestrator (2), a model (3) or a period of the series (4).
+#[derive(sqlx::FromRow)]
+struct ReportRow {
+    kind: i32,
+    key: Option<String>,
+    period_start: Option<DateTime<Utc>>,
+    #[sqlx(flatten)]
+    totals: TotalsRow,
+}
+
+/// The cost report as one statement over the matching usage rows: the five breakdowns are
+/// grouping sets of one aggregation, so the rows are read once (five statements read them
+/// five times), and it sees one snapshot. Rows come out by `kind`, each kind in report
+/// order: the series by period, the others by cost (highest first), then key; only the top
+/// [`TOP_ORCHESTRATORS`] orchestrators. `unit` is one of three fixed strings.
+fn report_query(q: &CostQuery, unit: &str) -> QueryBuilder<Postgres> {
+    let mut qb = QueryBuilder::new(concat!(
+        "SELECT kind, key, period_start, requests, input_tokens, output_tokens, cost FROM (\
+         SELECT CASE WHEN GROUPING(organization_id) = 0 THEN 1 \
+                 WHEN GROUPING(orchestrator_id) = 0 THEN 2 \
+                 WHEN GROUPING(model) = 0 THEN 3 \
+                 WHEN GROUPING(period_start) = 0 THEN 4 ELSE 0 END AS kind, \
+             COALESCE(organization_id, orchestrator_id, model) AS key, period_start, ",
+        totals_columns!(),
+        ", row_number() OVER (\
+                 PARTITION BY GROUPING(organization_id, orchestrator_id, model, period_start) \
+                 ORDER BY period_start, sum(cost) DESC, \
+                     COALESCE(organization_id, orchestrator_id, model)) AS rank \
+         FROM (SELECT organization_id, orchestrator_id, COALESCE(model, 'unknown') AS model, \
+                 date_trunc("
+    ));
+    qb.push_bind(unit)
+        .push(
+            ", reported_at, 'UTC') AS period_start, requests, input_tokens, output_tokens, cost \
+             FROM usage_records WHERE reported_at >= ",
+        )
         .push_bind(q.from)
         .push(" AND reported_at < ")
         .push_bind(q.to);
+    // Only present filters are written: a filter written as `$n IS NULL OR organization_id =
+    // $n` gets a generic plan once the statement is prepared, which cannot use the
+    // organization index (an organization's month took ~300 ms at 500,000 usage rows).
     if let Some(organization_id) = &q.organization_id {
         qb.push(" AND organization_id = ")
             .push_bind(organization_id.as_str());
@@ -94,7 +112,13 @@ fn usage_query(q: &CostQuery, select: &str, tail: &str) -> QueryBuilder<Postgres
             .push_bind(scope.as_slice())
             .push(")");
     }
-    qb.push(" ").push(tail);
+    qb.push(
+        ") u GROUP BY GROUPING SETS ((), (organization_id), (orchestrator_id), (model), \
+             (period_start))) r \
+         WHERE kind <> 2 OR rank <= ",
+    )
+    .push_bind(TOP_ORCHESTRATORS)
+    .push(" ORDER BY kind, rank");
     qb
 }
 
@@ -206,93 +230,55 @@ impl PgStore {
     }
 
     pub(crate) async fn cost_report(&self, q: &CostQuery) -> Result<CostReport, StoreError> {
-        // Fixed strings chosen here, bound as a parameter: nothing the caller typed reaches
-        // the SQL text.
         let unit = match q.granularity {
             Granularity::Day => "day",
             Granularity::Week => "week",
             Granularity::Month => "month",
         };
-        // One snapshot for the five queries, so the parts add up to the totals.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await
-            .map_err(db_error)?;
-
-        let totals: TotalsRow = usage_query(q, totals_columns!(), "")
+        let rows: Vec<ReportRow> = report_query(q, unit)
             .build_query_as()
-            .fetch_one(&mut *tx)
+            .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;
 
-        let by_organization: Vec<BucketRow> = usage_query(
-            q,
-            concat!("organization_id AS key, ", totals_columns!()),
-            "GROUP BY organization_id ORDER BY cost DESC, key",
-        )
-        .build_query_as()
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_error)?;
-
-        let mut top = usage_query(
-            q,
-            concat!("orchestrator_id AS key, ", totals_columns!()),
-            "GROUP BY orchestrator_id ORDER BY cost DESC, key LIMIT ",
-        );
-        top.push_bind(TOP_ORCHESTRATORS);
-        let by_orchestrator: Vec<BucketRow> = top
-            .build_query_as()
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_error)?;
-
-        let by_model: Vec<BucketRow> = usage_query(
-            q,
-            concat!("COALESCE(model, 'unknown') AS key, ", totals_columns!()),
-            "GROUP BY 1 ORDER BY cost DESC, key",
-        )
-        .build_query_as()
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_error)?;
-
-        // `unit` is one of three fixed strings, written into the SQL text (not a bind: the
-        // GROUP BY must see the same expression as the select list).
-        let series: Vec<PointRow> = usage_query(
-            q,
-            &format!(
-                "date_trunc('{unit}', reported_at, 'UTC') AS period_start, {}",
-                totals_columns!()
-            ),
-            "GROUP BY 1 ORDER BY 1",
-        )
-        .build_query_as()
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
-
-        let bucket = |r: BucketRow| CostBucket {
-            key: r.key,
-            totals: r.totals.into(),
-        };
-        Ok(CostReport {
+        let mut report = CostReport {
             from: q.from,
             to: q.to,
             granularity: q.granularity,
-            totals: totals.into(),
-            by_organization: by_organization.into_iter().map(bucket).collect(),
-            by_orchestrator: by_orchestrator.into_iter().map(bucket).collect(),
-            by_model: by_model.into_iter().map(bucket).collect(),
-            series: series
-                .into_iter()
-                .map(|r| CostPoint {
-                    period_start: r.period_start,
-                    totals: r.totals.into(),
-                })
-                .collect(),
-        })
+            totals: UsageTotals::default(),
+            by_organization: Vec::new(),
+            by_orchestrator: Vec::new(),
+            by_model: Vec::new(),
+            series: Vec::new(),
+        };
+        for r in rows {
+            let totals: UsageTotals = r.totals.into();
+            let list = match (r.kind, r.period_start) {
+                (0, _) => {
+                    report.totals = totals;
+                    continue;
+                }
+                (4, Some(period_start)) => {
+                    report.series.push(CostPoint {
+                        period_start,
+                        totals,
+                    });
+                    continue;
+                }
+                (1, _) => &mut report.by_organization,
+                (2, _) => &mut report.by_orchestrator,
+                (3, _) => &mut report.by_model,
+                (kind, period_start) => {
+                    return Err(StoreError::Other(format!(
+                        "cost report: unexpected row (kind {kind}, period {period_start:?})"
+                    )));
+                }
+            };
+            list.push(CostBucket {
+                key: r.key.unwrap_or_default(),
+                totals,
+            });
+        }
+        Ok(report)
     }
 }

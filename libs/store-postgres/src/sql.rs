@@ -30,7 +30,7 @@ macro_rules! status_sql {
 }
 
 /// The columns of [`crate::rows::OrchestratorRow`], read from `o` joined with `g`
-/// (its organization, see [`ORCHESTRATOR_FROM`]).
+/// (its organization, see [`organization_join!`]).
 macro_rules! orchestrator_columns {
     ($ttl:literal) => {
         concat!(
@@ -47,16 +47,19 @@ macro_rules! orchestrator_columns {
     };
 }
 
-/// The `FROM` clause matching [`orchestrator_columns!`].
-pub(crate) const ORCHESTRATOR_FROM: &str = " FROM orchestrator_instances o \
-     LEFT JOIN organizations g ON g.organization_id = o.organization_id";
+/// The join that gives [`orchestrator_columns!`] its `g`.
+macro_rules! organization_join {
+    () => {
+        " LEFT JOIN organizations g ON g.organization_id = o.organization_id "
+    };
+}
 
 /// One orchestrator by id (`$1`), TTL in `$2`.
 pub(crate) const SELECT_ORCHESTRATOR: &str = concat!(
     "SELECT ",
     orchestrator_columns!("$2"),
-    " FROM orchestrator_instances o ",
-    "LEFT JOIN organizations g ON g.organization_id = o.organization_id ",
+    " FROM orchestrator_instances o",
+    organization_join!(),
     "WHERE o.orchestrator_id = $1"
 );
 
@@ -94,5 +97,6 @@ macro_rules! hello_liveness_set {
 }
 
 pub(crate) use {
-    alive_sql, connection_upsert, hello_liveness_set, orchestrator_columns, status_sql,
+    alive_sql, connection_upsert, hello_liveness_set, orchestrator_columns, organization_join,
+    status_sql,
 };

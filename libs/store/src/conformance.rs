@@ -802,6 +802,42 @@ pub async fn orchestrator_listing_pages_filters_and_searches(store: &dyn Store) 
         .await
         .expect("search within org");
     assert_eq!(ids(&combined), vec!["epsilon"]);
+
+    // The count and the items alone agree with the listing, past its end too.
+    let inactive_b = OrchestratorQuery {
+        status: Some(Status::Inactive),
+        ..query(1, 2, Some("org-b"), None)
+    };
+    let active = OrchestratorQuery {
+        status: Some(Status::Active),
+        ..query(1, 2, None, None)
+    };
+    for q in [
+        query(1, 2, None, None),
+        query(3, 2, None, None),
+        query(9, 2, None, None),
+        query(1, 10, Some("org-b"), Some("plain")),
+        search("_"),
+        inactive_b.clone(),
+        OrchestratorQuery {
+            page: 2,
+            ..inactive_b
+        },
+        active,
+    ] {
+        let listed = store.list_orchestrators(&q).await.expect("list");
+        let total = store.count_orchestrators(&q).await.expect("count");
+        let items = store.orchestrator_page_items(&q).await.expect("items");
+        assert_eq!(total, listed.total, "{q:?}");
+        assert_eq!(
+            items
+                .iter()
+                .map(|o| o.orchestrator_id.clone())
+                .collect::<Vec<_>>(),
+            ids(&listed),
+            "{q:?}"
+        );
+    }
 }
 
 // ---- the expiry sweep ------------------------------------------------------------------------
@@ -1808,6 +1844,45 @@ pub async fn usage_costs_and_overview_add_up(store: &dyn Store) {
     assert_eq!(empty.totals.requests, 0);
     assert!(empty.totals.cost.abs() < f64::EPSILON);
     assert!(empty.by_model.is_empty() && empty.series.is_empty());
+
+    // The report names the 100 costliest orchestrators; the totals count them all.
+    let many: Vec<UsageWrite> = (0..105_i32)
+        .map(|i| {
+            usage(
+                &format!("m{i:03}"),
+                "org-many",
+                Some("gpt-4o"),
+                (1, 1, 1),
+                f64::from(i) / 100.0,
+                utc(2025, 6, 4, 12, 0, 0),
+            )
+        })
+        .collect();
+    store.record_usage(&many).await.expect("usage of many");
+    let crowded = store
+        .costs(&CostQuery {
+            organization_id: Some("org-many".into()),
+            ..query(Granularity::Day)
+        })
+        .await
+        .expect("costs of many");
+    assert_eq!(crowded.totals.requests, 105);
+    assert_eq!(crowded.by_orchestrator.len(), 100);
+    assert_eq!(
+        (
+            crowded.by_orchestrator[0].key.as_str(),
+            crowded.by_orchestrator[99].key.as_str()
+        ),
+        ("m104", "m005")
+    );
+    assert_eq!(
+        crowded
+            .by_model
+            .iter()
+            .map(|b| (b.key.as_str(), b.totals.requests, b.totals.total_tokens))
+            .collect::<Vec<_>>(),
+        vec![("gpt-4o", 105, 210)]
+    );
 
     // Overview: this month's usage only.
     store

@@ -155,6 +155,25 @@ pub trait Store: Send + Sync + 'static {
         q: &OrchestratorQuery,
     ) -> StoreResult<Page<OrchestratorRecord>>;
 
+    /// How many orchestrators match `q`'s filters (its page is ignored): the `total` of
+    /// [`Store::list_orchestrators`], for a caller that keeps it.
+    async fn count_orchestrators(&self, q: &OrchestratorQuery) -> StoreResult<i64> {
+        let first = OrchestratorQuery {
+            page: 1,
+            page_size: 1,
+            ..q.clone()
+        };
+        Ok(self.list_orchestrators(&first).await?.total)
+    }
+
+    /// The items of [`Store::list_orchestrators`] without counting the matches.
+    async fn orchestrator_page_items(
+        &self,
+        q: &OrchestratorQuery,
+    ) -> StoreResult<Vec<OrchestratorRecord>> {
+        Ok(self.list_orchestrators(q).await?.items)
+    }
+
     async fn get_orchestrator(
         &self,
         orchestrator_id: &str,
