@@ -65,6 +65,16 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Whether the session or token it authenticated with has expired by `now`.
+    #[must_use]
+    pub fn credential_expired(&self, now: DateTime<Utc>) -> bool {
+        match &self.credential {
+            Credential::Session { expires_at, .. } => *expires_at <= now,
+            Credential::ApiToken { expires_at, .. } => expires_at.is_some_and(|e| e <= now),
+            Credential::DevToken => false,
+        }
+    }
+
     /// Who this is in the audit log: `user:<name>`, `api_token:<id>` or `token:dev`.
     #[must_use]
     pub fn actor(&self) -> Actor {
@@ -273,50 +283,58 @@ pub async fn authenticate(
             client_addr,
         });
     }
-    if let Some(secret) = token.strip_prefix(API_TOKEN_PREFIX) {
-        // Anything not of a token's shape cannot match one: no database trip.
-        if !is_hex_token(secret) {
-            return Err(invalid());
-        }
-        let token_hash = hash_token(token);
+    // Anything not of a token's shape cannot match one: no database trip.
+    let api_token = match token.strip_prefix(API_TOKEN_PREFIX) {
+        Some(secret) if is_hex_token(secret) => true,
+        None if is_hex_token(token) => false,
+        _ => return Err(invalid()),
+    };
+    let token_hash = hash_token(token);
+    if let Some(principal) = state.auth_cache.get(&token_hash) {
+        return Ok(Principal {
+            client_addr,
+            ..principal
+        });
+    }
+    let lookup = state.auth_cache.start_lookup();
+    let principal = if api_token {
         let record = state
             .store
             .api_token_by_hash(&token_hash)
             .await?
             .filter(|t| t.revoked_at.is_none() && t.expires_at.is_none_or(|e| e > Utc::now()))
             .ok_or_else(invalid)?;
-        return Ok(Principal {
+        Principal {
             username: record.name,
             role: record.role,
             organization_ids: record.organization_ids,
             credential: Credential::ApiToken {
                 token_id: record.token_id,
-                token_hash,
+                token_hash: token_hash.clone(),
                 expires_at: record.expires_at,
             },
             client_addr,
-        });
-    }
-    if !is_hex_token(token) {
-        return Err(invalid());
-    }
-    let token_hash = hash_token(token);
-    let session = state
-        .store
-        .session_by_token_hash(&token_hash)
-        .await?
-        .filter(|s| s.expires_at > Utc::now())
-        .ok_or_else(invalid)?;
-    Ok(Principal {
-        username: session.username,
-        role: session.role,
-        organization_ids: session.organization_ids,
-        credential: Credential::Session {
-            token_hash,
-            expires_at: session.expires_at,
-        },
-        client_addr,
-    })
+        }
+    } else {
+        let session = state
+            .store
+            .session_by_token_hash(&token_hash)
+            .await?
+            .filter(|s| s.expires_at > Utc::now())
+            .ok_or_else(invalid)?;
+        Principal {
+            username: session.username,
+            role: session.role,
+            organization_ids: session.organization_ids,
+            credential: Credential::Session {
+                token_hash: token_hash.clone(),
+                expires_at: session.expires_at,
+            },
+            client_addr,
+        }
+    };
+    state.auth_cache.remember(&token_hash, &principal, lookup);
+    Ok(principal)
 }
 
 /// Whether the credential a long-lived request (the event stream) was opened with still

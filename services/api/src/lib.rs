@@ -26,6 +26,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod auth_cache;
 pub mod error;
 pub mod extract;
 pub mod password;

@@ -1,9 +1,11 @@
-//! A short-lived cache of the fleet-wide reports (`overview`, `costs`).
+//! A short-lived cache of the fleet-wide reports (`overview`, `costs`) and of the
+//! orchestrator listings' totals.
 //!
-//! Both aggregate the whole fleet on every request (100,000 orchestrators and a month of
-//! usage: 50 ms to over a second), while the dashboard asks for them on every screen and
-//! after every status event. An answer is reused for `API_REPORT_CACHE_MS` (default 1000;
-//! 0 turns the cache off), per caller scope and query:
+//! The reports aggregate the whole fleet on every request (100,000 orchestrators and a month
+//! of usage: 50 ms to over a second), and a listing's total reads every match, while the
+//! dashboard asks for them on every screen and after every status event. An answer is
+//! reused for `API_REPORT_CACHE_MS` (default 1000; 0 turns the cache off), per caller scope
+//! and query:
 //! - every status event (from NATS, whichever replica caused it) and every successful write
 //!   through this api process make all cached answers stale: the next request computes
 //!   afresh, so the counts follow the live stream and an operator's own changes;

@@ -1,6 +1,9 @@
 //! Response envelopes, kept in the seed's shapes: `{"success":true,"data":…}` for reads and
 //! a few flat shapes the deployed dashboard reads (login, independence, message creation).
 
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use moolai_protocol::Status;
 use moolai_store::{MessageRecord, OrchestratorRecord, Role};
@@ -23,6 +26,31 @@ impl<T> DataResponse<T> {
             success: true,
             data,
         })
+    }
+}
+
+/// A `{"success":true,"data":…}` body serialized once, for an answer served many times (the
+/// cached reports: a month's cost report is tens of kilobytes of JSON, and cloning and
+/// serializing it per request cost more than serving it).
+#[derive(Debug, Clone)]
+pub struct SerializedData(Bytes);
+
+impl SerializedData {
+    /// # Errors
+    /// When `data` cannot be serialized (a bug).
+    pub fn new<T: Serialize>(data: &T) -> Result<Self, crate::error::ApiError> {
+        serde_json::to_vec(&DataResponse {
+            success: true,
+            data,
+        })
+        .map(|body| Self(body.into()))
+        .map_err(|e| crate::error::ApiError::Internal(format!("serializing a response: {e}")))
+    }
+}
+
+impl IntoResponse for SerializedData {
+    fn into_response(self) -> Response {
+        ([(CONTENT_TYPE, "application/json")], self.0).into_response()
     }
 }
 

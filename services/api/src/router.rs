@@ -346,7 +346,8 @@ async fn json_method_not_allowed(request: Request, next: Next) -> Response {
 }
 
 /// A successful write through this process (any method but GET, HEAD, OPTIONS) makes the
-/// cached reports stale, so the operator's next overview shows it.
+/// cached reports stale, so the operator's next overview shows it, and forgets the
+/// remembered callers (it may have been a logout, a revocation or a user's change).
 async fn writes_make_reports_stale(
     axum::extract::State(state): axum::extract::State<AppState>,
     request: Request,
@@ -359,6 +360,7 @@ async fn writes_make_reports_stale(
     let response = next.run(request).await;
     if write && response.status().is_success() {
         state.staleness.bump();
+        state.auth_cache.forget_all();
     }
     response
 }

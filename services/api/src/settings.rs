@@ -29,8 +29,10 @@ Environment:
   LOGIN_MAX_FAILURES_PER_ADDRESS  failed logins per client address before a lockout (default 20)
   LOGIN_LOCKOUT_SEC        lockout length, also the window failures are counted in (default 900)
   TRUST_FORWARDED_FOR      take the client address from X-Forwarded-For (behind a proxy)
-  API_REPORT_CACHE_MS      reuse overview/costs answers this long; status events and writes
-                           make them stale (default 1000, 0 = off)
+  API_REPORT_CACHE_MS      reuse overview/costs answers and list totals this long; status
+                           events and writes make them stale (default 1000, 0 = off)
+  API_AUTH_CACHE_MS        reuse a resolved token this long; writes through this process
+                           forget them all (default 1000, 0 = off)
   RUST_LOG, LOG_FORMAT, OTEL_EXPORTER_OTLP_ENDPOINT   logging and tracing";
 
 /// Settings of the api service. Every field is one environment variable (the upper-cased
@@ -82,11 +84,16 @@ pub struct ApiSettings {
     /// client could otherwise choose its own address.
     #[serde(default)]
     pub trust_forwarded_for: bool,
-    /// `API_REPORT_CACHE_MS`: how long an `overview` or `costs` answer is reused (per caller
-    /// scope and query) before it is computed again; status events and writes through this
+    /// `API_REPORT_CACHE_MS`: how long an `overview` or `costs` answer, or the total of an
+    /// orchestrator listing, is reused (per caller scope and query) before it is computed again; status events and writes through this
     /// process make it stale at once. 0 computes every request.
     #[serde(default = "default_report_cache_ms")]
     pub api_report_cache_ms: u64,
+    /// `API_AUTH_CACHE_MS`: how long a token that resolved is reused without a database
+    /// lookup; writes through this process forget them all, so a change through another
+    /// replica applies here after at most this long. 0 looks every request up.
+    #[serde(default = "default_auth_cache_ms")]
+    pub api_auth_cache_ms: u64,
 }
 
 fn default_host() -> String {
@@ -116,6 +123,9 @@ fn default_lockout() -> u64 {
 fn default_report_cache_ms() -> u64 {
     1000
 }
+fn default_auth_cache_ms() -> u64 {
+    1000
+}
 
 impl Default for ApiSettings {
     fn default() -> Self {
@@ -134,6 +144,7 @@ impl Default for ApiSettings {
             login_lockout_sec: default_lockout(),
             trust_forwarded_for: false,
             api_report_cache_ms: default_report_cache_ms(),
+            api_auth_cache_ms: default_auth_cache_ms(),
         }
     }
 }
@@ -268,6 +279,12 @@ impl ApiSettings {
             return Err(invalid(
                 "API_REPORT_CACHE_MS",
                 "must be between 0 and 60000 milliseconds".into(),
+            ));
+        }
+        if self.api_auth_cache_ms > 10_000 {
+            return Err(invalid(
+                "API_AUTH_CACHE_MS",
+                "must be between 0 and 10000 milliseconds".into(),
             ));
         }
         if !(1..=86_400).contains(&self.login_lockout_sec) {

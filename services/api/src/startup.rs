@@ -16,6 +16,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth_cache::AuthCache;
 use crate::report_cache::{ReportCache, Staleness};
 use crate::routes::events::{CHANNEL_CAPACITY, StatusFanout};
 use crate::settings::ApiSettings;
@@ -79,6 +80,7 @@ impl ApiService {
             i64::try_from(liveness.heartbeat_ttl_sec).context("HEARTBEAT_TTL_SEC is too large")?,
         );
         let report_ttl = Duration::from_millis(settings.api_report_cache_ms);
+        let auth_ttl = Duration::from_millis(settings.api_auth_cache_ms);
         let state = AppState::new(Shared {
             store,
             bus,
@@ -91,6 +93,8 @@ impl ApiService {
             dummy_password_hash,
             overview_cache: ReportCache::new(report_ttl, staleness.clone()),
             costs_cache: ReportCache::new(report_ttl, staleness.clone()),
+            orchestrator_counts: ReportCache::new(report_ttl, staleness.clone()),
+            auth_cache: AuthCache::new(auth_ttl),
             staleness,
         });
         Ok(Self { state, tracker })

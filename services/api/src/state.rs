@@ -7,11 +7,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use moolai_bus::events::{Command, StatusEvent};
 use moolai_bus::{Bus, Kind};
-use moolai_store::{CostReport, Granularity, Overview, Store};
+use moolai_protocol::Status;
+use moolai_store::{Granularity, Store};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth_cache::AuthCache;
 use crate::report_cache::{ReportCache, Staleness};
+use crate::responses::SerializedData;
 use crate::settings::ApiSettings;
 use crate::throttle::LoginThrottle;
 
@@ -39,8 +42,22 @@ pub struct Shared {
     /// Bumped by every status event and every write through this process: cached reports
     /// are stale after it.
     pub staleness: Staleness,
-    pub overview_cache: Arc<ReportCache<Option<Vec<String>>, Overview>>,
-    pub costs_cache: Arc<ReportCache<CostKey, CostReport>>,
+    pub overview_cache: Arc<ReportCache<Option<Vec<String>>, SerializedData>>,
+    pub costs_cache: Arc<ReportCache<CostKey, SerializedData>>,
+    /// Orchestrator listings' totals, kept like the reports.
+    pub orchestrator_counts: Arc<ReportCache<OrchestratorCountKey, i64>>,
+    /// Callers whose token resolved recently (`API_AUTH_CACHE_MS`).
+    pub auth_cache: AuthCache,
+}
+
+/// What the number of orchestrators in a listing depends on: its filters and the caller's
+/// scope, not the page.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OrchestratorCountKey {
+    pub status: Option<Status>,
+    pub organization_id: Option<String>,
+    pub search: Option<String>,
+    pub scope: Option<Vec<String>>,
 }
 
 /// What a cost report depends on: the query as the caller gave it (absent bounds mean "this

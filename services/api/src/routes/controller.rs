@@ -16,8 +16,8 @@ use utoipa::IntoParams;
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path, Query};
-use crate::responses::DataResponse;
-use crate::state::{AppState, CostKey};
+use crate::responses::{DataResponse, SerializedData};
+use crate::state::{AppState, CostKey, OrchestratorCountKey};
 use crate::validation;
 
 /// Default page size of the organization listing (the seed's).
@@ -40,17 +40,17 @@ const MAX_COST_RANGE_DAYS: i64 = 400;
 pub async fn overview(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<DataResponse<Overview>>, ApiError> {
+) -> Result<SerializedData, ApiError> {
     let scope = principal.scope_owned();
     let store = state.store.clone();
     let key = scope.clone();
     let overview = state
         .overview_cache
         .get(key, move || async move {
-            store.overview(scope.as_deref()).await
+            SerializedData::new(&store.overview(scope.as_deref()).await?)
         })
         .await?;
-    Ok(DataResponse::json(Overview::clone(&overview)))
+    Ok(SerializedData::clone(&overview))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -185,9 +185,34 @@ async fn orchestrator_page(
         search: validation::text_filter("search", q.search)?,
         scope: principal.scope_owned(),
     };
-    Ok(DataResponse::json(
-        state.store.list_orchestrators(&query).await?,
-    ))
+    // The count is kept like the reports (it reads every match: a thousand rows for a large
+    // organization), so a page only reads its own rows; a page past the count reads none.
+    let key = OrchestratorCountKey {
+        status: query.status,
+        organization_id: query.organization_id.clone(),
+        search: query.search.clone(),
+        scope: query.scope.clone(),
+    };
+    let store = state.store.clone();
+    let counted = query.clone();
+    let total = *state
+        .orchestrator_counts
+        .get(key, move || async move {
+            store.count_orchestrators(&counted).await
+        })
+        .await?;
+    let offset = (i64::from(page) - 1) * i64::from(page_size);
+    let items = if offset >= total {
+        Vec::new()
+    } else {
+        state.store.orchestrator_page_items(&query).await?
+    };
+    Ok(DataResponse::json(Page {
+        items,
+        total,
+        page,
+        page_size,
+    }))
 }
 
 /// Orchestrators, paginated and filtered; `status` is derived at read time.
@@ -376,7 +401,7 @@ pub async fn costs(
     State(state): State<AppState>,
     principal: Principal,
     Query(q): Query<CostParams>,
-) -> Result<Json<DataResponse<CostReport>>, ApiError> {
+) -> Result<SerializedData, ApiError> {
     let now = Utc::now();
     let from = match q.from.as_deref() {
         Some(s) => parse_instant("from", s, false)?,
@@ -418,9 +443,11 @@ pub async fn costs(
     let store = state.store.clone();
     let report = state
         .costs_cache
-        .get(key, move || async move { store.costs(&query).await })
+        .get(key, move || async move {
+            SerializedData::new(&store.costs(&query).await?)
+        })
         .await?;
-    Ok(DataResponse::json(CostReport::clone(&report)))
+    Ok(SerializedData::clone(&report))
 }
 
 fn month_start(now: DateTime<Utc>) -> DateTime<Utc> {

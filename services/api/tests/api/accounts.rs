@@ -512,7 +512,9 @@ async fn revoking_an_orchestrator_credential_closes_its_sockets_with_4001() {
 
 #[tokio::test]
 async fn the_configured_superadmin_is_created_once_and_its_password_follows_the_environment() {
-    let app = spawn_app().await;
+    // The reset is made beside this process (as another replica's start would make it), so
+    // remembered callers are off here; how long they last is tested in `auth.rs`.
+    let app = spawn_app_with(|s| s.api_auth_cache_ms = 0, |s| s).await;
     let store: &dyn Store = app.store.as_ref();
     let name = app.admin_username.clone();
     // Same password: nothing changes, the session stays.

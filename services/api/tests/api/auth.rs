@@ -85,6 +85,39 @@ async fn login_returns_a_session_token_that_authenticates_until_logout() {
     app.stop().await;
 }
 
+/// A session ended where this process cannot see it (another api replica, or the database
+/// directly) stops working here within `API_AUTH_CACHE_MS`.
+#[tokio::test]
+async fn a_session_ended_elsewhere_stops_working_within_the_auth_cache_ttl() {
+    let app = spawn_app_with(|s| s.api_auth_cache_ms = 300, |s| s).await;
+    let response = app.login(&app.admin_username, &app.admin_password).await;
+    let body: Value = response.json().await.unwrap();
+    let token = body["user"]["token"].as_str().unwrap().to_owned();
+    let me = |token: String| {
+        let request = app
+            .client
+            .get(app.url("/api/v1/internal/auth/me"))
+            .bearer_auth(token);
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(me(token.clone()).await, StatusCode::OK);
+
+    app.store
+        .delete_session(&moolai_api::auth::hash_token(&token))
+        .await
+        .unwrap();
+    let deleted = std::time::Instant::now();
+    while me(token.clone()).await == StatusCode::OK {
+        assert!(
+            deleted.elapsed() < std::time::Duration::from_secs(5),
+            "the deleted session still authenticates"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(me(token).await, StatusCode::UNAUTHORIZED);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn wrong_credentials_get_401_in_the_error_shape_and_are_audited() {
     let app = spawn_app().await;
