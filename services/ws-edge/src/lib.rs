@@ -382,8 +382,15 @@ pub async fn upgrade(
         .max_frame_size(max)
         .on_upgrade(move |socket| {
             let tracker = edge.sockets.clone();
+            // Boxed before the task's future is built: see `socket::run`.
+            let accepted = Box::new(socket::Accepted {
+                edge,
+                socket,
+                addr,
+                bearer,
+            });
             tracker.track_future(async move {
-                socket::run(edge, socket, addr, bearer).await;
+                socket::run(accepted).await;
                 drop(permit);
             })
         })
@@ -484,8 +491,8 @@ async fn resync(edge: &Edge) {
                 .map(|(id, h)| ToldState {
                     orchestrator_id: id.clone(),
                     session_id: h.session_id.to_string(),
-                    independent: h.told.independent(),
-                    config_version: h.told.config_version(),
+                    independent: h.mailbox.told.independent(),
+                    config_version: h.mailbox.told.config_version(),
                 })
                 .collect(),
         };
