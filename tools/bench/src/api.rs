@@ -159,7 +159,8 @@ pub async fn run(b: &mut Bench, args: &ApiArgs) -> anyhow::Result<String> {
     let _ = writeln!(
         s,
         "Database: {} orchestrators in {} organizations (60 % active, 30 % inactive, 10 % independent), \
-         {} usage rows this month, {} pending messages; inserted with SQL in {seed_secs:.1} s, then ANALYZE. \
+         {} usage rows this month, {} pending messages; inserted with SQL in {seed_secs:.1} s, then VACUUM ANALYZE \
+         (statistics and visibility map as autovacuum leaves them). \
          The api runs with a pool of {} connections and `HEARTBEAT_TTL_SEC=3600` (so the seeded \
          active rows stay active for the run); {:?} concurrent HTTP clients (reqwest, keep-alive, in the \
          bench process) each loop for {} s per endpoint after 2 s of warm-up; every request carries a \
