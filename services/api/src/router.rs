@@ -347,7 +347,9 @@ async fn json_method_not_allowed(request: Request, next: Next) -> Response {
 
 /// A successful write through this process (any method but GET, HEAD, OPTIONS) makes the
 /// cached reports stale, so the operator's next overview shows it, and forgets the
-/// remembered callers (it may have been a logout, a revocation or a user's change).
+/// remembered callers (it may have been a logout, a revocation or a user's change). A write
+/// whose client went away before the answer (the handler dropped mid-way, perhaps after its
+/// change committed) counts as successful.
 async fn writes_make_reports_stale(
     axum::extract::State(state): axum::extract::State<AppState>,
     request: Request,
@@ -357,12 +359,25 @@ async fn writes_make_reports_stale(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
+    let mut guard = StaleOnDrop(write.then_some(state));
     let response = next.run(request).await;
-    if write && response.status().is_success() {
-        state.staleness.bump();
-        state.auth_cache.forget_all();
+    if !response.status().is_success() {
+        guard.0 = None;
     }
     response
+}
+
+/// Makes the cached reports stale and forgets the remembered callers when dropped, unless
+/// emptied first.
+struct StaleOnDrop(Option<AppState>);
+
+impl Drop for StaleOnDrop {
+    fn drop(&mut self) {
+        if let Some(state) = self.0.take() {
+            state.staleness.bump();
+            state.auth_cache.forget_all();
+        }
+    }
 }
 
 /// Request count and latency by matched route (never the raw path: bounded label values).

@@ -85,8 +85,9 @@ pub struct ApiSettings {
     #[serde(default)]
     pub trust_forwarded_for: bool,
     /// `API_REPORT_CACHE_MS`: how long an `overview` or `costs` answer, or the total of an
-    /// orchestrator listing, is reused (per caller scope and query) before it is computed again; status events and writes through this
-    /// process make it stale at once. 0 computes every request.
+    /// orchestrator listing, is reused (per caller scope and query) before it is computed
+    /// again; status events and writes through this process make it stale at once. 0
+    /// computes every request.
     #[serde(default = "default_report_cache_ms")]
     pub api_report_cache_ms: u64,
     /// `API_AUTH_CACHE_MS`: how long a token that resolved is reused without a database

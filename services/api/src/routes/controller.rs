@@ -207,6 +207,9 @@ async fn orchestrator_page(
     } else {
         state.store.orchestrator_page_items(&query).await?
     };
+    // A kept total can be behind by as long as it is kept; never below what this page shows.
+    let shown = i64::try_from(items.len()).unwrap_or(i64::MAX);
+    let total = total.max(offset.saturating_add(shown));
     Ok(DataResponse::json(Page {
         items,
         total,

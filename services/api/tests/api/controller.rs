@@ -688,3 +688,54 @@ async fn reports_are_reused_until_a_status_event_or_a_write() {
     assert_eq!(cost_requests(&app.get_ok(costs).await), 111);
     app.stop().await;
 }
+
+/// A listing's total is kept like the reports: orchestrators added behind the api's back do
+/// not move it, but it never falls below the page it comes with, and a write through the
+/// api makes it stale at once.
+#[tokio::test]
+async fn listing_totals_are_kept_but_never_below_the_page() {
+    let app = crate::helpers::spawn_app_with(|s| s.api_report_cache_ms = 60_000, |s| s).await;
+    create_organization(&app, "org-e", "Org E").await;
+    let behind_the_back = |id: &'static str| {
+        let store = app.store.clone();
+        async move {
+            store
+                .register_orchestrator(
+                    &moolai_store::NewOrchestrator {
+                        orchestrator_id: id.into(),
+                        organization_id: "org-e".into(),
+                        name: None,
+                        location: None,
+                        features: None,
+                        session_config: None,
+                        metadata: None,
+                    },
+                    &Actor::system(),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    behind_the_back("e-1").await;
+    let list = "/api/v1/controller/orchestrators?organization_id=org-e&page_size=10";
+    let page = |body: &Value| {
+        (
+            body["data"]["total"].as_i64().unwrap(),
+            body["data"]["items"].as_array().unwrap().len(),
+        )
+    };
+    assert_eq!(page(&app.get_ok(list).await), (1, 1));
+
+    behind_the_back("e-2").await;
+    behind_the_back("e-3").await;
+    // The kept total (1) is corrected by the page's own rows.
+    assert_eq!(page(&app.get_ok(list).await), (3, 3));
+    // A page past the kept total is answered from it.
+    let second = "/api/v1/controller/orchestrators?organization_id=org-e&page=2&page_size=1";
+    assert_eq!(page(&app.get_ok(second).await), (1, 0));
+
+    // A write through the api makes the total stale.
+    create_organization(&app, "org-f", "Org F").await;
+    assert_eq!(page(&app.get_ok(second).await), (3, 1));
+    app.stop().await;
+}
