@@ -64,17 +64,19 @@ pub struct Principal {
     pub client_addr: Option<String>,
 }
 
-impl Principal {
-    /// Whether the session or token it authenticated with has expired by `now`.
+impl Credential {
+    /// Whether the session or token has expired by `now`.
     #[must_use]
-    pub fn credential_expired(&self, now: DateTime<Utc>) -> bool {
-        match &self.credential {
-            Credential::Session { expires_at, .. } => *expires_at <= now,
-            Credential::ApiToken { expires_at, .. } => expires_at.is_some_and(|e| e <= now),
-            Credential::DevToken => false,
+    pub fn expired(&self, now: DateTime<Utc>) -> bool {
+        match self {
+            Self::Session { expires_at, .. } => *expires_at <= now,
+            Self::ApiToken { expires_at, .. } => expires_at.is_some_and(|e| e <= now),
+            Self::DevToken => false,
         }
     }
+}
 
+impl Principal {
     /// Who this is in the audit log: `user:<name>`, `api_token:<id>` or `token:dev`.
     #[must_use]
     pub fn actor(&self) -> Actor {
@@ -302,7 +304,7 @@ pub async fn authenticate(
             .store
             .api_token_by_hash(&token_hash)
             .await?
-            .filter(|t| t.revoked_at.is_none() && t.expires_at.is_none_or(|e| e > Utc::now()))
+            .filter(|t| t.revoked_at.is_none())
             .ok_or_else(invalid)?;
         Principal {
             username: record.name,
@@ -320,7 +322,6 @@ pub async fn authenticate(
             .store
             .session_by_token_hash(&token_hash)
             .await?
-            .filter(|s| s.expires_at > Utc::now())
             .ok_or_else(invalid)?;
         Principal {
             username: session.username,
@@ -333,6 +334,9 @@ pub async fn authenticate(
             client_addr,
         }
     };
+    if principal.credential.expired(Utc::now()) {
+        return Err(invalid());
+    }
     state.auth_cache.remember(&token_hash, &principal, lookup);
     Ok(principal)
 }
@@ -342,26 +346,17 @@ pub async fn authenticate(
 /// deletion, or a revoked or expired API token ends it. A store error counts as still valid
 /// (a database blip must not cut every dashboard); the next check decides.
 pub async fn still_valid(state: &AppState, credential: &Credential) -> bool {
-    let now = Utc::now();
+    if credential.expired(Utc::now()) {
+        return false;
+    }
     match credential {
         Credential::DevToken => true,
-        Credential::Session {
-            token_hash,
-            expires_at,
-        } => {
-            *expires_at > now
-                && !matches!(
-                    state.store.session_by_token_hash(token_hash).await,
-                    Ok(None)
-                )
-        }
-        Credential::ApiToken {
-            token_hash,
-            expires_at,
-            ..
-        } => {
-            expires_at.is_none_or(|e| e > now)
-                && !matches!(state.store.api_token_by_hash(token_hash).await, Ok(None))
+        Credential::Session { token_hash, .. } => !matches!(
+            state.store.session_by_token_hash(token_hash).await,
+            Ok(None)
+        ),
+        Credential::ApiToken { token_hash, .. } => {
+            !matches!(state.store.api_token_by_hash(token_hash).await, Ok(None))
         }
     }
 }

@@ -12,13 +12,13 @@
 //! - unknown tokens are not remembered: each one is looked up.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
 use crate::auth::Principal;
+use crate::report_cache::Staleness;
 
 /// Remembered callers; past this many distinct tokens the cache starts over.
 const MAX_ENTRIES: usize = 10_000;
@@ -26,7 +26,7 @@ const MAX_ENTRIES: usize = 10_000;
 pub struct AuthCache {
     ttl: Duration,
     /// Bumped by every write through this process; entries of older generations are unused.
-    generation: AtomicU64,
+    generation: Staleness,
     entries: Mutex<HashMap<String, Entry>>,
 }
 
@@ -50,7 +50,7 @@ impl AuthCache {
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
-            generation: AtomicU64::new(0),
+            generation: Staleness::default(),
             entries: Mutex::new(HashMap::new()),
         }
     }
@@ -61,12 +61,12 @@ impl AuthCache {
         if self.ttl.is_zero() {
             return None;
         }
-        let generation = self.generation.load(Ordering::Acquire);
+        let generation = self.generation.current();
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let e = entries.get(token_hash)?;
         (e.generation == generation
             && e.at.elapsed() < self.ttl
-            && !e.principal.credential_expired(Utc::now()))
+            && !e.principal.credential.expired(Utc::now()))
         .then(|| e.principal.clone())
     }
 
@@ -75,14 +75,14 @@ impl AuthCache {
     pub fn start_lookup(&self) -> Lookup {
         Lookup {
             at: Instant::now(),
-            generation: self.generation.load(Ordering::Acquire),
+            generation: self.generation.current(),
         }
     }
 
     /// Remembers what the lookup started at `lookup` found; a write through this process
     /// since then leaves it unremembered.
     pub fn remember(&self, token_hash: &str, principal: &Principal, lookup: Lookup) {
-        if self.ttl.is_zero() || lookup.generation != self.generation.load(Ordering::Acquire) {
+        if self.ttl.is_zero() || lookup.generation != self.generation.current() {
             return;
         }
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
@@ -104,7 +104,7 @@ impl AuthCache {
 
     /// Something may have changed who a token is (a write went through): forget everyone.
     pub fn forget_all(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.generation.bump();
         self.entries
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -33,7 +33,7 @@ impl Staleness {
         self.0.fetch_add(1, Ordering::AcqRel);
     }
 
-    fn current(&self) -> u64 {
+    pub(crate) fn current(&self) -> u64 {
         self.0.load(Ordering::Acquire)
     }
 }
