@@ -347,14 +347,7 @@ impl SqliteStore {
     }
 }
 
-/// 1-based page and a page size of at least 1.
-pub(crate) fn page_bounds(page: u32, page_size: u32) -> (u32, u32) {
-    (page.max(1), page_size.max(1))
-}
-
-pub(crate) fn page_offset(page: u32, page_size: u32) -> i64 {
-    (i64::from(page) - 1) * i64::from(page_size)
-}
+pub(crate) use moolai_store::{page_bounds, page_offset};
 
 #[async_trait]
 impl Store for SqliteStore {

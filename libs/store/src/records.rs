@@ -16,6 +16,18 @@ pub struct Page<T> {
     pub page_size: u32,
 }
 
+/// 1-based page and a page size of at least 1.
+#[must_use]
+pub fn page_bounds(page: u32, page_size: u32) -> (u32, u32) {
+    (page.max(1), page_size.max(1))
+}
+
+/// How many rows come before 1-based `page` of `page_size`.
+#[must_use]
+pub fn page_offset(page: u32, page_size: u32) -> i64 {
+    (i64::from(page) - 1) * i64::from(page_size)
+}
+
 /// Who did something, for the audit log.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {

@@ -201,7 +201,7 @@ async fn orchestrator_page(
             store.count_orchestrators(&counted).await
         })
         .await?;
-    let offset = (i64::from(page) - 1) * i64::from(page_size);
+    let offset = moolai_store::page_offset(page, page_size);
     let items = if offset >= total {
         Vec::new()
     } else {
