@@ -95,11 +95,7 @@ fn push_filters(qb: &mut QueryBuilder<Postgres>, q: &AuditQuery) {
     }
     // Entries without an organization (logins, users, API tokens) are not any scoped
     // reader's business.
-    if let Some(scope) = &q.scope {
-        qb.push(" AND organization_id = ANY(")
-            .push_bind(scope.clone())
-            .push(")");
-    }
+    crate::sql::push_scope(qb, "organization_id", q.scope.as_deref());
 }
 
 pub(crate) async fn list(pool: &PgPool, q: &AuditQuery) -> Result<Page<AuditRecord>, StoreError> {

@@ -110,11 +110,7 @@ fn push_filters(qb: &mut QueryBuilder<Postgres>, q: &CredentialQuery) {
     if !q.include_revoked {
         qb.push(" AND revoked_at IS NULL");
     }
-    if let Some(scope) = &q.scope {
-        qb.push(" AND organization_id = ANY(")
-            .push_bind(scope.clone())
-            .push(")");
-    }
+    crate::sql::push_scope(qb, "organization_id", q.scope.as_deref());
 }
 
 impl PgStore {

@@ -101,11 +101,7 @@ impl PgStore {
             qb.push(" AND m.organization_id = ")
                 .push_bind(organization_id.clone());
         }
-        if let Some(scope) = &q.scope {
-            qb.push(" AND m.organization_id = ANY(")
-                .push_bind(scope.clone())
-                .push(")");
-        }
+        crate::sql::push_scope(&mut qb, "m.organization_id", q.scope.as_deref());
         qb.push(" ORDER BY m.created_at DESC, m.id DESC LIMIT ")
             .push_bind(i64::from(q.limit));
         let rows: Vec<MessageRow> = qb

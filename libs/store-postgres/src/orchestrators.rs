@@ -620,11 +620,7 @@ fn push_filters(qb: &mut QueryBuilder<Postgres>, q: &OrchestratorQuery) {
         qb.push(" AND o.organization_id = ")
             .push_bind(organization_id.clone());
     }
-    if let Some(scope) = &q.scope {
-        qb.push(" AND o.organization_id = ANY(")
-            .push_bind(scope.clone())
-            .push(")");
-    }
+    crate::sql::push_scope(qb, "o.organization_id", q.scope.as_deref());
     if let Some(search) = q.search.as_deref().filter(|s| !s.is_empty()) {
         let pattern = format!("%{}%", escape_like(search));
         qb.push(" AND (o.orchestrator_id ILIKE ")

@@ -107,11 +107,7 @@ fn report_query(q: &CostQuery, unit: &str) -> QueryBuilder<Postgres> {
         qb.push(" AND orchestrator_id = ")
             .push_bind(orchestrator_id.as_str());
     }
-    if let Some(scope) = &q.scope {
-        qb.push(" AND organization_id = ANY(")
-            .push_bind(scope.as_slice())
-            .push(")");
-    }
+    crate::sql::push_scope(&mut qb, "organization_id", q.scope.as_deref());
     qb.push(
         ") u GROUP BY GROUPING SETS ((), (organization_id), (orchestrator_id), (model), \
              (period_start))) r \

@@ -96,6 +96,22 @@ macro_rules! hello_liveness_set {
     };
 }
 
+/// ` AND <column> = ANY(<scope>)` when the reader is limited to some organizations (`None`:
+/// all of them). Every scoped listing and report filters through here.
+pub(crate) fn push_scope(
+    qb: &mut sqlx::QueryBuilder<sqlx::Postgres>,
+    column: &'static str,
+    scope: Option<&[String]>,
+) {
+    if let Some(scope) = scope {
+        qb.push(" AND ")
+            .push(column)
+            .push(" = ANY(")
+            .push_bind(scope.to_vec())
+            .push(")");
+    }
+}
+
 pub(crate) use {
     alive_sql, connection_upsert, hello_liveness_set, orchestrator_columns, organization_join,
     status_sql,
