@@ -8,9 +8,11 @@
 pub mod client;
 pub mod scenario;
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -52,12 +54,37 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-/// A free TCP port on 127.0.0.1 (bound then released; good enough for tests).
+/// A free TCP port on 127.0.0.1 for a service to listen on: bound once to check, then
+/// released. Two rules keep the port from being taken before the service binds it:
+/// - never the same port twice in one process (the kernel may hand a just-released port out
+///   again, and one stack asks for several in a row: an api with its own metrics port equal
+///   to its listening port refuses to start);
+/// - below the kernel's ephemeral range where it can: clients (a simulator opens up to
+///   100,000 connections) take their source ports from that range, and a service restarted
+///   on a port one of them holds could not bind it again.
 ///
 /// # Errors
-/// When no port can be bound.
+/// When nothing can be bound.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let (low, high) = (10_000u16, ephemeral_low.saturating_sub(1));
+    let below_ephemeral = (high > low).then_some(low..high);
+    for _ in 0..2_000 {
+        let wanted = below_ephemeral.clone().map_or(0, rand::random_range);
+        let Ok(listener) = TcpListener::bind(("127.0.0.1", wanted)) else {
+            continue;
+        };
+        let port = listener.local_addr()?.port();
+        if handed_out.insert(port) {
+            return Ok(port);
+        }
+    }
+    bail!("no free port on 127.0.0.1 that this process has not handed out already")
 }
 
 /// One service process, killed when dropped.
@@ -475,5 +502,20 @@ where
             bail!("timed out after {deadline:?} waiting for {what}");
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_never_handed_out_twice_and_can_be_bound() {
+        let mut seen = BTreeSet::new();
+        for _ in 0..500 {
+            let port = free_port().expect("a free port");
+            assert!(seen.insert(port), "port {port} handed out twice");
+            TcpListener::bind(("127.0.0.1", port)).expect("the port is free");
+        }
     }
 }

@@ -3,7 +3,6 @@
 //! and drops the database, and runs whether the benchmark succeeded, failed or was
 //! interrupted.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -127,29 +126,7 @@ pub struct Bench {
 /// The organization every benchmark's orchestrators enroll in.
 pub const BENCH_ORGANIZATION: &str = "bench";
 
-/// A free TCP port on 127.0.0.1, below the kernel's ephemeral range: the simulators open
-/// up to 100,000 outgoing connections whose source ports come from that range, and a service
-/// restarted on a port one of them holds could not bind it again (the storm benchmark
-/// restarts every edge on its ports).
-///
-/// # Errors
-/// When nothing can be bound.
-pub fn free_port() -> anyhow::Result<u16> {
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32_768);
-    let (low, high) = (10_000u16, ephemeral_low.saturating_sub(1));
-    if high > low {
-        for _ in 0..2_000 {
-            let port = rand::random_range(low..high);
-            if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
-                return Ok(listener.local_addr()?.port());
-            }
-        }
-    }
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
+pub use moolai_e2e::free_port;
 
 impl Bench {
     /// # Errors
