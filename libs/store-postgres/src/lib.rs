@@ -309,6 +309,24 @@ impl Store for PgStore {
         self.orchestrator_items(q).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(limit))]
+    async fn orchestrator_order(
+        &self,
+        q: &OrchestratorQuery,
+        limit: usize,
+    ) -> StoreResult<Option<Vec<String>>> {
+        self.orchestrator_ids(q, limit).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(ids = ids.len()))]
+    async fn orchestrators_in_order(
+        &self,
+        q: &OrchestratorQuery,
+        ids: &[String],
+    ) -> StoreResult<Vec<OrchestratorRecord>> {
+        self.orchestrators_by_ids(q, ids).await
+    }
+
     #[tracing::instrument(skip_all, fields(orchestrator_id = %orchestrator_id))]
     async fn get_orchestrator(
         &self,

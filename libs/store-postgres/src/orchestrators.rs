@@ -15,7 +15,7 @@ use crate::error::db_error;
 use crate::rows::{ConnectionRow, DeliveryRow, OrchestratorRow, ProvisioningRow, parse_status};
 use crate::sql::{
     SELECT_ORCHESTRATOR, alive_sql, connection_upsert, hello_liveness_set, orchestrator_columns,
-    organization_join, status_sql,
+    status_sql,
 };
 use crate::{PgStore, audit};
 
@@ -293,27 +293,78 @@ impl PgStore {
         q: &OrchestratorQuery,
     ) -> Result<Vec<OrchestratorRecord>, StoreError> {
         let (page, page_size) = crate::page_bounds(q.page, q.page_size);
-        let mut select = QueryBuilder::with_arguments(
-            concat!(
-                "SELECT ",
-                orchestrator_columns!("$1"),
-                " FROM orchestrator_instances o",
-                organization_join!()
-            ),
-            self.ttl_arguments()?,
-        );
-        push_filters(&mut select, q);
+        let mut select = self.listing_select(q)?;
         select
             .push(" ORDER BY o.orchestrator_id LIMIT ")
             .push_bind(i64::from(page_size))
             .push(" OFFSET ")
             .push_bind(crate::page_offset(page, page_size));
+        self.fetch_records(select).await
+    }
+
+    /// `SELECT <orchestrator columns> FROM orchestrator_instances o WHERE <q's filters>`.
+    fn listing_select(&self, q: &OrchestratorQuery) -> Result<QueryBuilder<Postgres>, StoreError> {
+        let mut select = QueryBuilder::with_arguments(
+            concat!(
+                "SELECT ",
+                orchestrator_columns!("$1"),
+                " FROM orchestrator_instances o"
+            ),
+            self.ttl_arguments()?,
+        );
+        push_filters(&mut select, q);
+        Ok(select)
+    }
+
+    async fn fetch_records(
+        &self,
+        mut select: QueryBuilder<Postgres>,
+    ) -> Result<Vec<OrchestratorRecord>, StoreError> {
         let rows: Vec<OrchestratorRow> = select
             .build_query_as()
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;
         rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    /// The matching ids in listing order, if there are at most `limit`.
+    pub(crate) async fn orchestrator_ids(
+        &self,
+        q: &OrchestratorQuery,
+        limit: usize,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let mut select = QueryBuilder::with_arguments(
+            "SELECT o.orchestrator_id FROM orchestrator_instances o",
+            self.ttl_arguments()?,
+        );
+        push_filters(&mut select, q);
+        select
+            .push(" ORDER BY o.orchestrator_id LIMIT ")
+            .push_bind(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1));
+        let ids: Vec<String> = select
+            .build_query_scalar()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok((ids.len() <= limit).then_some(ids))
+    }
+
+    /// The rows of `ids` that still match, in listing order: one primary-key lookup each.
+    pub(crate) async fn orchestrators_by_ids(
+        &self,
+        q: &OrchestratorQuery,
+        ids: &[String],
+    ) -> Result<Vec<OrchestratorRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut select = self.listing_select(q)?;
+        select
+            .push(" AND o.orchestrator_id = ANY(")
+            .push_bind(ids)
+            .push(") ORDER BY o.orchestrator_id");
+        self.fetch_records(select).await
     }
 
     /// Arguments starting with the TTL as `$1`, for builders whose SQL uses `status_sql!("$1")`.

@@ -29,13 +29,15 @@ macro_rules! status_sql {
     };
 }
 
-/// The columns of [`crate::rows::OrchestratorRow`], read from `o` joined with `g`
-/// (its organization, see [`organization_join!`]).
+/// The columns of [`crate::rows::OrchestratorRow`], read from `o` alone: its
+/// `organization_name` is copied from `organizations` by every writer, and organizations are
+/// never renamed (a rename would have to update its orchestrators' rows in the same
+/// transaction).
 macro_rules! orchestrator_columns {
     ($ttl:literal) => {
         concat!(
             "o.orchestrator_id, o.organization_id, ",
-            "COALESCE(g.name, o.organization_name) AS organization_name, o.name, o.location, ",
+            "o.organization_name, o.name, o.location, ",
             $crate::sql::status_sql!($ttl),
             " AS status, o.last_seen, o.is_independent, ",
             "(o.session_id IS NOT NULL AND o.disconnected_at IS NULL) AS connected, ",
@@ -47,20 +49,11 @@ macro_rules! orchestrator_columns {
     };
 }
 
-/// The join that gives [`orchestrator_columns!`] its `g`.
-macro_rules! organization_join {
-    () => {
-        " LEFT JOIN organizations g ON g.organization_id = o.organization_id "
-    };
-}
-
 /// One orchestrator by id (`$1`), TTL in `$2`.
 pub(crate) const SELECT_ORCHESTRATOR: &str = concat!(
     "SELECT ",
     orchestrator_columns!("$2"),
-    " FROM orchestrator_instances o",
-    organization_join!(),
-    "WHERE o.orchestrator_id = $1"
+    " FROM orchestrator_instances o WHERE o.orchestrator_id = $1"
 );
 
 /// The columns of [`crate::rows::MessageRow`] from `m` (a message) and `i` (its orchestrator,
@@ -113,6 +106,5 @@ pub(crate) fn push_scope(
 }
 
 pub(crate) use {
-    alive_sql, connection_upsert, hello_liveness_set, orchestrator_columns, organization_join,
-    status_sql,
+    alive_sql, connection_upsert, hello_liveness_set, orchestrator_columns, status_sql,
 };

@@ -359,6 +359,40 @@ async fn overlapping_heartbeat_flushes_do_not_deadlock() {
     .await;
 }
 
+/// Orchestrator rows whose organization name differs from their organization's (written
+/// before reads stopped joining `organizations`) are brought in line by the migration.
+#[tokio::test]
+async fn the_organization_name_migration_aligns_old_rows() {
+    let db = TestDatabase::create().await;
+    let store = db.store(TTL).await;
+    cleanup_after(db, &[&store], async {
+        create_org(&store, "org-n").await;
+        sqlx::query(
+            "INSERT INTO orchestrator_instances (orchestrator_id, organization_id, organization_name) \
+             VALUES ('n-1', 'org-n', NULL), ('n-2', 'org-n', 'an old name'), ('n-3', 'org-n', 'org-n')",
+        )
+        .execute(store.pool())
+        .await
+        .expect("old rows");
+        let changed = sqlx::raw_sql(include_str!(
+            "../../../migrations/20261130000001_orchestrator_organization_names.sql"
+        ))
+        .execute(store.pool())
+        .await
+        .expect("migration");
+        assert_eq!(changed.rows_affected(), 2);
+        for id in ["n-1", "n-2", "n-3"] {
+            let record = store
+                .get_orchestrator(id)
+                .await
+                .expect("get")
+                .expect("exists");
+            assert_eq!(record.organization_name.as_deref(), Some("org-n"), "{id}");
+        }
+    })
+    .await;
+}
+
 /// Organization counts and the overview stay correct and quick with a large fleet (rows
 /// inserted directly to keep set-up short).
 #[tokio::test]

@@ -443,6 +443,22 @@ impl Store for SqliteStore {
         self.list_orchestrators_page(q).await
     }
 
+    async fn orchestrator_order(
+        &self,
+        q: &OrchestratorQuery,
+        limit: usize,
+    ) -> StoreResult<Option<Vec<String>>> {
+        self.orchestrator_ids(q, limit).await
+    }
+
+    async fn orchestrators_in_order(
+        &self,
+        q: &OrchestratorQuery,
+        ids: &[String],
+    ) -> StoreResult<Vec<OrchestratorRecord>> {
+        self.orchestrators_by_ids(q, ids).await
+    }
+
     #[tracing::instrument(skip_all, fields(orchestrator_id = %orchestrator_id))]
     async fn get_orchestrator(
         &self,

@@ -296,6 +296,55 @@ impl SqliteStore {
         })
     }
 
+    /// The matching ids in listing order, if there are at most `limit`.
+    pub(crate) async fn orchestrator_ids(
+        &self,
+        q: &OrchestratorQuery,
+        limit: usize,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let cutoff = self.cutoff(time::now());
+        let mut select = with_cutoff(&cutoff);
+        select.push("SELECT o.orchestrator_id FROM orchestrator_instances o, p");
+        push_filters(&mut select, q);
+        select
+            .push(" ORDER BY o.orchestrator_id LIMIT ")
+            .push_bind(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1));
+        let ids: Vec<String> = select
+            .build_query_scalar()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok((ids.len() <= limit).then_some(ids))
+    }
+
+    /// The rows of `ids` that still match, in listing order.
+    pub(crate) async fn orchestrators_by_ids(
+        &self,
+        q: &OrchestratorQuery,
+        ids: &[String],
+    ) -> Result<Vec<OrchestratorRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = serde_json::to_string(ids)
+            .map_err(|e| StoreError::Other(format!("encoding orchestrator ids: {e}")))?;
+        let cutoff = self.cutoff(time::now());
+        let mut select = with_cutoff(&cutoff);
+        select.push(concat!("SELECT ", orchestrator_columns!("p.cutoff")));
+        select.push(ORCHESTRATOR_FROM).push(" CROSS JOIN p");
+        push_filters(&mut select, q);
+        select
+            .push(" AND o.orchestrator_id IN (SELECT value FROM json_each(")
+            .push_bind(ids)
+            .push(")) ORDER BY o.orchestrator_id");
+        let rows: Vec<OrchestratorRow> = select
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
     pub(crate) async fn register_orchestrator_tx(
         &self,
         new: &NewOrchestrator,

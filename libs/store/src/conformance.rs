@@ -829,15 +829,68 @@ pub async fn orchestrator_listing_pages_filters_and_searches(store: &dyn Store) 
         let total = store.count_orchestrators(&q).await.expect("count");
         let items = store.orchestrator_page_items(&q).await.expect("items");
         assert_eq!(total, listed.total, "{q:?}");
-        assert_eq!(
+        let item_ids = |items: &[crate::OrchestratorRecord]| {
             items
                 .iter()
                 .map(|o| o.orchestrator_id.clone())
-                .collect::<Vec<_>>(),
-            ids(&listed),
-            "{q:?}"
-        );
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(item_ids(&items), ids(&listed), "{q:?}");
+
+        // The kept order: every match's id, and any page read from it by id.
+        let limit = usize::try_from(total).expect("count");
+        let order = store
+            .orchestrator_order(&q, limit)
+            .await
+            .expect("order")
+            .expect("no more than the count");
+        assert_eq!(order.len(), limit, "{q:?}");
+        let all = store
+            .orchestrators_in_order(&q, &order)
+            .await
+            .expect("all in order");
+        assert_eq!(item_ids(&all), order, "{q:?}");
+        let (page, size) = crate::page_bounds(q.page, q.page_size);
+        let from = usize::try_from(crate::page_offset(page, size))
+            .expect("offset")
+            .min(order.len());
+        let to = (from + size as usize).min(order.len());
+        let paged = store
+            .orchestrators_in_order(&q, &order[from..to])
+            .await
+            .expect("page in order");
+        assert_eq!(item_ids(&paged), ids(&listed), "{q:?}");
+        if limit > 0 {
+            let over = store
+                .orchestrator_order(&q, limit - 1)
+                .await
+                .expect("order");
+            assert_eq!(over, None, "more matches than the limit: {q:?}");
+        }
     }
+
+    // Ids that no longer match (another organization, deleted, or never there) are left out.
+    let kept: Vec<String> = ["gamma", "alpha", "delta", "gone"]
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    let still = store
+        .orchestrators_in_order(&query(1, 10, Some("org-b"), None), &kept)
+        .await
+        .expect("in order");
+    assert_eq!(
+        still
+            .iter()
+            .map(|o| o.orchestrator_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["delta", "gamma"]
+    );
+    assert!(
+        still
+            .iter()
+            .all(|o| o.organization_name.as_deref() == Some("org-b name")),
+        "{still:?}"
+    );
 }
 
 // ---- the expiry sweep ------------------------------------------------------------------------

@@ -174,6 +174,25 @@ pub trait Store: Send + Sync + 'static {
         Ok(self.list_orchestrators(q).await?.items)
     }
 
+    /// The ids of every orchestrator matching `q`'s filters (its page is ignored), in listing
+    /// order, when there are at most `limit`; `None` when there are more. A caller that keeps
+    /// them reads any page with [`Store::orchestrators_in_order`], by primary key, instead of
+    /// walking the listing up to the page.
+    async fn orchestrator_order(
+        &self,
+        q: &OrchestratorQuery,
+        limit: usize,
+    ) -> StoreResult<Option<Vec<String>>>;
+
+    /// The orchestrators of `ids` (taken from [`Store::orchestrator_order`]) that still match
+    /// `q`'s filters (its page is ignored), in listing order; deleted ones and ones that no
+    /// longer match are left out.
+    async fn orchestrators_in_order(
+        &self,
+        q: &OrchestratorQuery,
+        ids: &[String],
+    ) -> StoreResult<Vec<OrchestratorRecord>>;
+
     async fn get_orchestrator(
         &self,
         orchestrator_id: &str,

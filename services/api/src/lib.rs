@@ -29,6 +29,7 @@ pub mod auth;
 pub mod auth_cache;
 pub mod error;
 pub mod extract;
+pub mod listings;
 pub mod password;
 pub mod report_cache;
 pub mod responses;

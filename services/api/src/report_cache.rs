@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// Cached answers per cache; past this many distinct keys the cache starts over.
+/// Cached answers per cache unless it says otherwise; past its number of distinct keys a
+/// cache starts over.
 const MAX_ENTRIES: usize = 1024;
 
 /// The shared "something changed" counter: bumping it makes every cached answer stale.
@@ -40,6 +41,7 @@ impl Staleness {
 
 pub struct ReportCache<K, V> {
     ttl: Duration,
+    max_entries: usize,
     staleness: Staleness,
     entries: Mutex<HashMap<K, Entry<V>>>,
 }
@@ -66,8 +68,15 @@ where
 {
     #[must_use]
     pub fn new(ttl: Duration, staleness: Staleness) -> Arc<Self> {
+        Self::bounded(ttl, staleness, MAX_ENTRIES)
+    }
+
+    /// A cache of at most `max_entries` keys (for answers larger than a report).
+    #[must_use]
+    pub fn bounded(ttl: Duration, staleness: Staleness, max_entries: usize) -> Arc<Self> {
         Arc::new(Self {
             ttl,
+            max_entries,
             staleness,
             entries: Mutex::new(HashMap::new()),
         })
@@ -129,7 +138,7 @@ where
     /// during the computation leaves it stale).
     fn store(&self, key: K, value: Arc<V>, generation: u64, at: Instant) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= MAX_ENTRIES && !entries.contains_key(&key) {
+        if entries.len() >= self.max_entries && !entries.contains_key(&key) {
             entries.clear();
         }
         entries.insert(

@@ -93,7 +93,11 @@ impl ApiService {
             dummy_password_hash,
             overview_cache: ReportCache::new(report_ttl, staleness.clone()),
             costs_cache: ReportCache::new(report_ttl, staleness.clone()),
-            orchestrator_counts: ReportCache::new(report_ttl, staleness.clone()),
+            orchestrator_listings: ReportCache::bounded(
+                report_ttl,
+                staleness.clone(),
+                crate::listings::KEPT_LISTINGS,
+            ),
             auth_cache: AuthCache::new(auth_ttl),
             staleness,
         });

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use moolai_bus::events::{Command, StatusEvent};
 use moolai_bus::{Bus, Kind};
-use moolai_protocol::Status;
 use moolai_store::{Granularity, Store};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth_cache::AuthCache;
+use crate::listings::{KeptListing, OrchestratorListingKey};
 use crate::report_cache::{ReportCache, Staleness};
 use crate::responses::SerializedData;
 use crate::settings::ApiSettings;
@@ -44,20 +44,11 @@ pub struct Shared {
     pub staleness: Staleness,
     pub overview_cache: Arc<ReportCache<Option<Vec<String>>, SerializedData>>,
     pub costs_cache: Arc<ReportCache<CostKey, SerializedData>>,
-    /// Orchestrator listings' totals, kept like the reports.
-    pub orchestrator_counts: Arc<ReportCache<OrchestratorCountKey, i64>>,
+    /// Orchestrator listings' totals and, for smaller listings, their order; kept like the
+    /// reports.
+    pub orchestrator_listings: Arc<ReportCache<OrchestratorListingKey, KeptListing>>,
     /// Callers whose token resolved recently (`API_AUTH_CACHE_MS`).
     pub auth_cache: AuthCache,
-}
-
-/// What the number of orchestrators in a listing depends on: its filters and the caller's
-/// scope, not the page.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct OrchestratorCountKey {
-    pub status: Option<Status>,
-    pub organization_id: Option<String>,
-    pub search: Option<String>,
-    pub scope: Option<Vec<String>>,
 }
 
 /// What a cost report depends on: the query as the caller gave it (absent bounds mean "this

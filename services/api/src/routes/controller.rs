@@ -16,8 +16,9 @@ use utoipa::IntoParams;
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path, Query};
+use crate::listings::{KeptListing, OrchestratorListingKey};
 use crate::responses::{DataResponse, SerializedData};
-use crate::state::{AppState, CostKey, OrchestratorCountKey};
+use crate::state::{AppState, CostKey};
 use crate::validation;
 
 /// Default page size of the organization listing (the seed's).
@@ -185,31 +186,24 @@ async fn orchestrator_page(
         search: validation::text_filter("search", q.search)?,
         scope: principal.scope_owned(),
     };
-    // The count is kept like the reports (it reads every match: a thousand rows for a large
-    // organization), so a page only reads its own rows; a page past the count reads none.
-    let key = OrchestratorCountKey {
-        status: query.status,
-        organization_id: query.organization_id.clone(),
-        search: query.search.clone(),
-        scope: query.scope.clone(),
-    };
     let store = state.store.clone();
-    let counted = query.clone();
-    let total = *state
-        .orchestrator_counts
-        .get(key, move || async move {
-            store.count_orchestrators(&counted).await
+    let read = query.clone();
+    let kept = state
+        .orchestrator_listings
+        .get(OrchestratorListingKey::of(&query), move || async move {
+            KeptListing::read(&*store, &read).await
         })
         .await?;
-    let offset = moolai_store::page_offset(page, page_size);
-    let items = if offset >= total {
-        Vec::new()
+    let items = kept.page(&*state.store, &query).await?;
+    // A kept total can be behind by as long as it is kept; never below what this page shows
+    // (an empty page shows nothing).
+    let total = if items.is_empty() {
+        kept.total
     } else {
-        state.store.orchestrator_page_items(&query).await?
+        let shown = i64::try_from(items.len()).unwrap_or(i64::MAX);
+        kept.total
+            .max(moolai_store::page_offset(page, page_size).saturating_add(shown))
     };
-    // A kept total can be behind by as long as it is kept; never below what this page shows.
-    let shown = i64::try_from(items.len()).unwrap_or(i64::MAX);
-    let total = total.max(offset.saturating_add(shown));
     Ok(DataResponse::json(Page {
         items,
         total,

@@ -689,53 +689,109 @@ async fn reports_are_reused_until_a_status_event_or_a_write() {
     app.stop().await;
 }
 
-/// A listing's total is kept like the reports: orchestrators added behind the api's back do
-/// not move it, but it never falls below the page it comes with, and a write through the
-/// api makes it stale at once.
+/// Registers an orchestrator in `org` straight in the store, behind the api's back.
+async fn register_behind_the_back(app: &TestApp, org: &str, id: &str) {
+    app.store
+        .register_orchestrator(
+            &moolai_store::NewOrchestrator {
+                orchestrator_id: id.into(),
+                organization_id: org.into(),
+                name: None,
+                location: None,
+                features: None,
+                session_config: None,
+                metadata: None,
+            },
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+}
+
+/// A listing page's total and its item ids.
+fn listed(body: &Value) -> (i64, Vec<String>) {
+    (body["data"]["total"].as_i64().unwrap(), ids(body))
+}
+
+fn named(list: &[&str]) -> Vec<String> {
+    list.iter().map(|&s| s.to_owned()).collect()
+}
+
+/// A small listing is kept whole (its total and order) like the reports: orchestrators added
+/// behind the api's back do not show until a write through the api makes it stale, while
+/// every row shown is read now and one deleted since is left out.
 #[tokio::test]
-async fn listing_totals_are_kept_but_never_below_the_page() {
+async fn small_listings_keep_their_order_and_read_their_rows_fresh() {
     let app = crate::helpers::spawn_app_with(|s| s.api_report_cache_ms = 60_000, |s| s).await;
     create_organization(&app, "org-e", "Org E").await;
-    let behind_the_back = |id: &'static str| {
-        let store = app.store.clone();
-        async move {
-            store
-                .register_orchestrator(
-                    &moolai_store::NewOrchestrator {
-                        orchestrator_id: id.into(),
-                        organization_id: "org-e".into(),
-                        name: None,
-                        location: None,
-                        features: None,
-                        session_config: None,
-                        metadata: None,
-                    },
-                    &Actor::system(),
-                )
-                .await
-                .unwrap();
-        }
-    };
-    behind_the_back("e-1").await;
+    register_behind_the_back(&app, "org-e", "e-1").await;
+    register_behind_the_back(&app, "org-e", "e-2").await;
     let list = "/api/v1/controller/orchestrators?organization_id=org-e&page_size=10";
-    let page = |body: &Value| {
-        (
-            body["data"]["total"].as_i64().unwrap(),
-            body["data"]["items"].as_array().unwrap().len(),
-        )
-    };
-    assert_eq!(page(&app.get_ok(list).await), (1, 1));
+    assert_eq!(listed(&app.get_ok(list).await), (2, named(&["e-1", "e-2"])));
 
-    behind_the_back("e-2").await;
-    behind_the_back("e-3").await;
-    // The kept total (1) is corrected by the page's own rows.
-    assert_eq!(page(&app.get_ok(list).await), (3, 3));
-    // A page past the kept total is answered from it.
+    register_behind_the_back(&app, "org-e", "e-0").await;
+    assert_eq!(listed(&app.get_ok(list).await), (2, named(&["e-1", "e-2"])));
+    // A row's own fields are read now.
+    app.store
+        .update_metadata("e-2", json!({"version": "9.9.9"}).as_object().unwrap())
+        .await
+        .unwrap();
+    let body = app.get_ok(list).await;
+    assert_eq!(body["data"]["items"][1]["version"], "9.9.9");
+    // A deleted row is left out; the page is short.
+    app.store
+        .deregister_orchestrator("e-1", &Actor::system())
+        .await
+        .unwrap();
+    assert_eq!(listed(&app.get_ok(list).await), (2, named(&["e-2"])));
     let second = "/api/v1/controller/orchestrators?organization_id=org-e&page=2&page_size=1";
-    assert_eq!(page(&app.get_ok(second).await), (1, 0));
+    assert_eq!(listed(&app.get_ok(second).await), (2, named(&["e-2"])));
+    let third = "/api/v1/controller/orchestrators?organization_id=org-e&page=3&page_size=1";
+    assert_eq!(listed(&app.get_ok(third).await), (2, named(&[])));
 
-    // A write through the api makes the total stale.
+    // A write through the api makes it stale.
     create_organization(&app, "org-f", "Org F").await;
-    assert_eq!(page(&app.get_ok(second).await), (3, 1));
+    assert_eq!(listed(&app.get_ok(list).await), (2, named(&["e-0", "e-2"])));
+    app.stop().await;
+}
+
+/// A listing of more than `KEPT_ORDER_IDS` keeps only its total: its pages are walked, so
+/// rows added behind the api's back show on them, and the total never falls below the page.
+#[tokio::test]
+async fn large_listings_keep_only_their_total() {
+    let app = crate::helpers::spawn_app_with(|s| s.api_report_cache_ms = 60_000, |s| s).await;
+    create_organization(&app, "org-g", "Org G").await;
+    let many = i64::try_from(moolai_api::listings::KEPT_ORDER_IDS).unwrap() + 1;
+    sqlx::query(
+        "INSERT INTO orchestrator_instances (orchestrator_id, organization_id) \
+         SELECT 'g-' || lpad(i::text, 5, '0'), 'org-g' FROM generate_series(1, $1) i",
+    )
+    .bind(many)
+    .execute(app.store.pool())
+    .await
+    .unwrap();
+    let page = |n: i64, size: i64| {
+        format!("/api/v1/controller/orchestrators?organization_id=org-g&page={n}&page_size={size}")
+    };
+    let (total, first) = listed(&app.get_ok(&page(1, 2)).await);
+    assert_eq!((total, first), (many, named(&["g-00001", "g-00002"])));
+
+    register_behind_the_back(&app, "org-g", "g-00000").await;
+    register_behind_the_back(&app, "org-g", "g-99999").await;
+    // The page is walked: the new first row shows, under the kept total.
+    assert_eq!(
+        listed(&app.get_ok(&page(1, 2)).await),
+        (many, named(&["g-00000", "g-00001"]))
+    );
+    // The last page starts before the kept total and shows rows past it: raised to them.
+    assert_eq!(
+        listed(&app.get_ok(&page(many / 4 + 1, 4)).await),
+        (many + 2, named(&["g-02000", "g-02001", "g-99999"]))
+    );
+    // A page wholly past the kept total is answered from it.
+    assert_eq!(
+        listed(&app.get_ok(&page(many + 5, 1)).await),
+        (many, named(&[]))
+    );
     app.stop().await;
 }

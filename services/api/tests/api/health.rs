@@ -114,6 +114,20 @@ impl Store for FlakyStore {
     ) -> StoreResult<Vec<moolai_protocol::DeliveredMessage>> {
         self.inner.pending_deliveries(o).await
     }
+    async fn orchestrator_order(
+        &self,
+        q: &OrchestratorQuery,
+        limit: usize,
+    ) -> StoreResult<Option<Vec<String>>> {
+        self.inner.orchestrator_order(q, limit).await
+    }
+    async fn orchestrators_in_order(
+        &self,
+        q: &OrchestratorQuery,
+        ids: &[String],
+    ) -> StoreResult<Vec<OrchestratorRecord>> {
+        self.inner.orchestrators_in_order(q, ids).await
+    }
     async fn list_orchestrators(
         &self,
         q: &OrchestratorQuery,
