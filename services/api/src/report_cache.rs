@@ -8,10 +8,16 @@
 //! and query:
 //! - every status event (from NATS, whichever replica caused it) and every successful write
 //!   through this api process make all cached answers stale: the next request computes
-//!   afresh, so the counts follow the live stream and an operator's own changes;
+//!   afresh, so the counts follow the live stream and an operator's own changes. Cost
+//!   reports are the exception for status events: they count usage, which a status event
+//!   does not change (their cache has its own [`Staleness`], bumped by writes only);
 //! - an answer older than the TTL (and younger than ten TTLs) is still served while one
 //!   request refreshes it in the background, so concurrent readers do not queue on the
-//!   database. Writes through another api replica show after at most that long.
+//!   database. Writes through another api replica show after at most that long;
+//! - an answer that took longer to compute than a quarter of the TTL is kept for four times
+//!   what it took instead (a whole-fleet cost report of a month can take most of a second):
+//!   refreshing it then keeps at most a fifth of one database connection busy, where a TTL
+//!   shorter than the computation would keep one busy all the time.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,6 +25,9 @@ use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+/// An answer stays fresh for at least this many times what it took to compute.
+const COMPUTE_TIMES_KEPT: u32 = 4;
 
 /// Cached answers per cache unless it says otherwise; past its number of distinct keys a
 /// cache starts over.
@@ -50,6 +59,8 @@ struct Entry<V> {
     value: Arc<V>,
     /// When the computation that produced it started.
     at: Instant,
+    /// How long it is served without a refresh: the TTL, or longer for a slow computation.
+    fresh_for: Duration,
     generation: u64,
     refreshing: bool,
 }
@@ -101,9 +112,9 @@ where
             match entries.get_mut(&key) {
                 Some(e) if e.generation == generation => {
                     let age = now.saturating_duration_since(e.at);
-                    if age < self.ttl || (e.refreshing && age < self.ttl * 10) {
+                    if age < e.fresh_for || (e.refreshing && age < e.fresh_for * 10) {
                         Plan::Fresh(e.value.clone())
-                    } else if age < self.ttl * 10 {
+                    } else if age < e.fresh_for * 10 {
                         e.refreshing = true;
                         Plan::Refresh(e.value.clone())
                     } else {
@@ -146,6 +157,9 @@ where
             Entry {
                 value,
                 at,
+                fresh_for: self
+                    .ttl
+                    .max(at.elapsed().saturating_mul(COMPUTE_TIMES_KEPT)),
                 generation,
                 refreshing: false,
             },
@@ -202,6 +216,26 @@ mod tests {
         );
         assert_eq!(*cache.get("a", compute).await.unwrap_or_default(), 3);
         assert_eq!(runs.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_slow_answer_is_kept_for_four_times_what_it_took() {
+        let cache = ReportCache::new(Duration::from_millis(10), Staleness::default());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counted = runs.clone();
+        let slow = move || {
+            let runs = counted.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                Ok::<_, ()>(runs.fetch_add(1, Ordering::SeqCst) + 1)
+            }
+        };
+        assert_eq!(*cache.get("a", slow.clone()).await.unwrap_or_default(), 1);
+        // 250 ms after it started, far past the 10 ms TTL but within 4 × 200 ms: no refresh.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(*cache.get("a", slow).await.unwrap_or_default(), 1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

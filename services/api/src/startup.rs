@@ -64,6 +64,7 @@ impl ApiService {
         let tracker = TaskTracker::new();
         let (status_events, _) = broadcast::channel(CHANNEL_CAPACITY);
         let staleness = Staleness::default();
+        let costs_staleness = Staleness::default();
         StatusFanout::start(
             &bus,
             status_events.clone(),
@@ -92,7 +93,7 @@ impl ApiService {
             login_throttle,
             dummy_password_hash,
             overview_cache: ReportCache::new(report_ttl, staleness.clone()),
-            costs_cache: ReportCache::new(report_ttl, staleness.clone()),
+            costs_cache: ReportCache::new(report_ttl, costs_staleness.clone()),
             orchestrator_listings: ReportCache::bounded(
                 report_ttl,
                 staleness.clone(),
@@ -100,6 +101,7 @@ impl ApiService {
             ),
             auth_cache: AuthCache::new(auth_ttl),
             staleness,
+            costs_staleness,
         });
         Ok(Self { state, tracker })
     }

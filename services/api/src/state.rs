@@ -42,6 +42,9 @@ pub struct Shared {
     /// Bumped by every status event and every write through this process: cached reports
     /// are stale after it.
     pub staleness: Staleness,
+    /// Bumped by every write through this process only: a cost report depends on usage,
+    /// which status events do not change (and in a large fleet they come every second).
+    pub costs_staleness: Staleness,
     pub overview_cache: Arc<ReportCache<Option<Vec<String>>, SerializedData>>,
     pub costs_cache: Arc<ReportCache<CostKey, SerializedData>>,
     /// Orchestrator listings' totals and, for smaller listings, their order; kept like the
