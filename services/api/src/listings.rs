@@ -19,7 +19,7 @@ use moolai_store::{
 pub const KEPT_LISTINGS: usize = 256;
 /// A listing's order is kept when it has at most this many ids…
 pub const KEPT_ORDER_IDS: usize = 2_000;
-/// …taking at most this much memory.
+/// …taking at most this much memory (2,000 ids of up to ~24 bytes; longer ids, fewer).
 const KEPT_ORDER_BYTES: usize = 96 * 1024;
 
 /// What the orchestrators in a listing depend on: its filters and the caller's scope, not
@@ -57,13 +57,17 @@ impl KeptListing {
     /// # Errors
     /// The store's.
     pub async fn read(store: &dyn Store, q: &OrchestratorQuery) -> StoreResult<Self> {
-        let Some(order) = store.orchestrator_order(q, KEPT_ORDER_IDS).await? else {
+        let Some(mut order) = store.orchestrator_order(q, KEPT_ORDER_IDS).await? else {
             return Ok(Self {
                 total: store.count_orchestrators(q).await?,
                 order: None,
             });
         };
-        let bytes: usize = order.iter().map(|id| id.len() + size_of::<String>()).sum();
+        order.shrink_to_fit();
+        let bytes: usize = order
+            .iter()
+            .map(|id| id.capacity() + size_of::<String>())
+            .sum();
         Ok(Self {
             total: i64::try_from(order.len()).unwrap_or(i64::MAX),
             order: (bytes <= KEPT_ORDER_BYTES).then_some(order),

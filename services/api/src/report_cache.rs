@@ -11,13 +11,13 @@
 //!   afresh, so the counts follow the live stream and an operator's own changes. Cost
 //!   reports are the exception for status events: they count usage, which a status event
 //!   does not change (their cache has its own [`Staleness`], bumped by writes only);
-//! - an answer older than the TTL (and younger than ten TTLs) is still served while one
-//!   request refreshes it in the background, so concurrent readers do not queue on the
+//! - an answer past its freshness (and younger than it plus nine TTLs) is still served while
+//!   one request refreshes it in the background, so concurrent readers do not queue on the
 //!   database. Writes through another api replica show after at most that long;
-//! - an answer that took longer to compute than a quarter of the TTL is kept for four times
-//!   what it took instead (a whole-fleet cost report of a month can take most of a second):
-//!   refreshing it then keeps at most a fifth of one database connection busy, where a TTL
-//!   shorter than the computation would keep one busy all the time.
+//! - an answer is fresh for the TTL, or for four times what it took to compute when that is
+//!   longer (a whole-fleet cost report of a month can take most of a second), up to a
+//!   minute: refreshing it then keeps at most a quarter of one database connection busy,
+//!   where a TTL shorter than the computation would keep one busy all the time.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -28,6 +28,9 @@ use std::time::{Duration, Instant};
 
 /// An answer stays fresh for at least this many times what it took to compute.
 const COMPUTE_TIMES_KEPT: u32 = 4;
+/// …but no longer than this for that reason (a computation that waited out a database stall
+/// would otherwise keep its answer for minutes).
+const SLOW_FRESH_AT_MOST: Duration = Duration::from_secs(60);
 
 /// Cached answers per cache unless it says otherwise; past its number of distinct keys a
 /// cache starts over.
@@ -112,9 +115,10 @@ where
             match entries.get_mut(&key) {
                 Some(e) if e.generation == generation => {
                     let age = now.saturating_duration_since(e.at);
-                    if age < e.fresh_for || (e.refreshing && age < e.fresh_for * 10) {
+                    let served_until = e.fresh_for + self.ttl * 9;
+                    if age < e.fresh_for || (e.refreshing && age < served_until) {
                         Plan::Fresh(e.value.clone())
-                    } else if age < e.fresh_for * 10 {
+                    } else if age < served_until {
                         e.refreshing = true;
                         Plan::Refresh(e.value.clone())
                     } else {
@@ -157,9 +161,11 @@ where
             Entry {
                 value,
                 at,
-                fresh_for: self
-                    .ttl
-                    .max(at.elapsed().saturating_mul(COMPUTE_TIMES_KEPT)),
+                fresh_for: self.ttl.max(
+                    at.elapsed()
+                        .saturating_mul(COMPUTE_TIMES_KEPT)
+                        .min(SLOW_FRESH_AT_MOST),
+                ),
                 generation,
                 refreshing: false,
             },
