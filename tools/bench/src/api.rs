@@ -158,7 +158,7 @@ pub async fn run(b: &mut Bench, args: &ApiArgs) -> anyhow::Result<String> {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "Database: {} orchestrators in {} organizations (60 % active, 30 % inactive, 10 % independent), \
+        "Database: {} orchestrators in {} organizations (60 % active, 30 % inactive, 10 % independent, in every organization), \
          {} usage rows this month, {} pending messages; inserted with SQL in {seed_secs:.1} s, then VACUUM ANALYZE \
          (statistics and visibility map as autovacuum leaves them). \
          The api runs with a pool of {} connections and `HEARTBEAT_TTL_SEC=3600` (so the seeded \
@@ -283,9 +283,10 @@ async fn drive(
     (all, errors)
 }
 
-/// Organizations, orchestrators (60 % active, 30 % inactive, 10 % independent), usage this
-/// month and pending messages, in a few set-based statements; then VACUUM ANALYZE (the state
-/// autovacuum leaves a settled database in: statistics and the visibility map).
+/// Organizations, orchestrators (60 % active, 30 % inactive, 10 % independent in every
+/// organization: orchestrator i is in organization i mod n, its status follows i ÷ n), usage
+/// this month and pending messages, in a few set-based statements; then VACUUM ANALYZE (the
+/// state autovacuum leaves a settled database in: statistics and the visibility map).
 async fn seed(pool: &sqlx::PgPool, args: &ApiArgs) -> anyhow::Result<()> {
     let n = i64::try_from(args.orchestrators)?;
     let orgs = i64::try_from(args.organizations.max(1))?;
@@ -303,10 +304,10 @@ async fn seed(pool: &sqlx::PgPool, args: &ApiArgs) -> anyhow::Result<()> {
              edge_id, last_activity) \
          SELECT 'orch-' || lpad(i::text, 6, '0'), 'org-' || lpad((i % $2)::text, 3, '0'), \
              'Organization ' || (i % $2), 'gateway ' || i, 'region-' || (i % 5), \
-             CASE WHEN i % 10 < 6 THEN 'active' ELSE 'inactive' END, \
-             CASE WHEN i % 10 < 6 THEN now() - random() * interval '20 seconds' \
+             CASE WHEN i / $2 % 10 < 6 THEN 'active' ELSE 'inactive' END, \
+             CASE WHEN i / $2 % 10 < 6 THEN now() - random() * interval '20 seconds' \
                   ELSE now() - interval '2 hours' - random() * interval '10 days' END, \
-             i % 10 = 9, \
+             i / $2 % 10 = 9, \
              jsonb_build_object('version', '1.4.' || (i % 7), 'hostname', 'gw-' || i, \
                  'ip', '10.' || (i % 250) || '.' || (i / 250 % 250) || '.1', 'ssl_enabled', true, \
                  'name', 'gateway ' || i, 'location', 'region-' || (i % 5)), \
