@@ -19,6 +19,13 @@ use crate::sql::{
 };
 use crate::{PgStore, audit};
 
+/// The rows of a listing, from `o` (see [`PgStore::filtered`]).
+const LISTING_SELECT: &str = concat!(
+    "SELECT ",
+    orchestrator_columns!("$1"),
+    " FROM orchestrator_instances o"
+);
+
 /// How many undelivered messages a hello carries back; the rest wait for the next hello.
 pub(crate) const PENDING_DELIVERY_LIMIT: i64 = 100;
 
@@ -274,12 +281,7 @@ impl PgStore {
         &self,
         q: &OrchestratorQuery,
     ) -> Result<i64, StoreError> {
-        let mut count = QueryBuilder::with_arguments(
-            "SELECT count(*) FROM orchestrator_instances o",
-            self.ttl_arguments()?,
-        );
-        push_filters(&mut count, q);
-        count
+        self.filtered("SELECT count(*) FROM orchestrator_instances o", q)?
             .build_query_scalar()
             .fetch_one(&self.pool)
             .await
@@ -293,7 +295,7 @@ impl PgStore {
         q: &OrchestratorQuery,
     ) -> Result<Vec<OrchestratorRecord>, StoreError> {
         let (page, page_size) = crate::page_bounds(q.page, q.page_size);
-        let mut select = self.listing_select(q)?;
+        let mut select = self.filtered(LISTING_SELECT, q)?;
         select
             .push(" ORDER BY o.orchestrator_id LIMIT ")
             .push_bind(i64::from(page_size))
@@ -302,18 +304,16 @@ impl PgStore {
         self.fetch_records(select).await
     }
 
-    /// `SELECT <orchestrator columns> FROM orchestrator_instances o WHERE <q's filters>`.
-    fn listing_select(&self, q: &OrchestratorQuery) -> Result<QueryBuilder<Postgres>, StoreError> {
-        let mut select = QueryBuilder::with_arguments(
-            concat!(
-                "SELECT ",
-                orchestrator_columns!("$1"),
-                " FROM orchestrator_instances o"
-            ),
-            self.ttl_arguments()?,
-        );
-        push_filters(&mut select, q);
-        Ok(select)
+    /// `<select> WHERE <q's filters>`, the TTL bound as `$1`; `select` reads
+    /// `orchestrator_instances o`.
+    fn filtered(
+        &self,
+        select: &'static str,
+        q: &OrchestratorQuery,
+    ) -> Result<QueryBuilder<Postgres>, StoreError> {
+        let mut qb = QueryBuilder::with_arguments(select, self.ttl_arguments()?);
+        push_filters(&mut qb, q);
+        Ok(qb)
     }
 
     async fn fetch_records(
@@ -334,11 +334,8 @@ impl PgStore {
         q: &OrchestratorQuery,
         limit: usize,
     ) -> Result<Option<Vec<String>>, StoreError> {
-        let mut select = QueryBuilder::with_arguments(
-            "SELECT o.orchestrator_id FROM orchestrator_instances o",
-            self.ttl_arguments()?,
-        );
-        push_filters(&mut select, q);
+        let mut select =
+            self.filtered("SELECT o.orchestrator_id FROM orchestrator_instances o", q)?;
         select
             .push(" ORDER BY o.orchestrator_id LIMIT ")
             .push_bind(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1));
@@ -359,7 +356,7 @@ impl PgStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut select = self.listing_select(q)?;
+        let mut select = self.filtered(LISTING_SELECT, q)?;
         select
             .push(" AND o.orchestrator_id = ANY(")
             .push_bind(ids)

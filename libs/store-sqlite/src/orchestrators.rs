@@ -12,9 +12,7 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::error::db_error;
 use crate::rows::{ConnectionRow, DeliveryRow, OrchestratorRow, ProvisioningRow, parse_status};
-use crate::sql::{
-    ORCHESTRATOR_FROM, SELECT_ORCHESTRATOR, alive_sql, orchestrator_columns, status_sql,
-};
+use crate::sql::{LISTING_SELECT, SELECT_ORCHESTRATOR, alive_sql, status_sql};
 use crate::{SqliteStore, audit, time};
 
 /// How many undelivered messages a hello carries back; the rest wait for the next hello.
@@ -261,35 +259,25 @@ impl SqliteStore {
         let (page, page_size) = crate::page_bounds(q.page, q.page_size);
         let cutoff = self.cutoff(time::now());
 
-        let mut count = with_cutoff(&cutoff);
-        count.push("SELECT count(*) FROM orchestrator_instances o, p");
-        push_filters(&mut count, q);
-        let total: i64 = count
-            .build_query_scalar()
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_error)?;
+        let total: i64 = filtered(
+            &cutoff,
+            "SELECT count(*) FROM orchestrator_instances o, p",
+            q,
+        )
+        .build_query_scalar()
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
 
-        let mut select = with_cutoff(&cutoff);
-        select.push(concat!("SELECT ", orchestrator_columns!("p.cutoff")));
-        select.push(ORCHESTRATOR_FROM).push(" CROSS JOIN p");
-        push_filters(&mut select, q);
+        let mut select = filtered(&cutoff, LISTING_SELECT, q);
         select
             .push(" ORDER BY o.orchestrator_id LIMIT ")
             .push_bind(i64::from(page_size))
             .push(" OFFSET ")
             .push_bind(crate::page_offset(page, page_size));
-        let rows: Vec<OrchestratorRow> = select
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_error)?;
 
         Ok(Page {
-            items: rows
-                .into_iter()
-                .map(TryInto::try_into)
-                .collect::<Result<_, _>>()?,
+            items: self.fetch_records(select).await?,
             total,
             page,
             page_size,
@@ -303,9 +291,11 @@ impl SqliteStore {
         limit: usize,
     ) -> Result<Option<Vec<String>>, StoreError> {
         let cutoff = self.cutoff(time::now());
-        let mut select = with_cutoff(&cutoff);
-        select.push("SELECT o.orchestrator_id FROM orchestrator_instances o, p");
-        push_filters(&mut select, q);
+        let mut select = filtered(
+            &cutoff,
+            "SELECT o.orchestrator_id FROM orchestrator_instances o, p",
+            q,
+        );
         select
             .push(" ORDER BY o.orchestrator_id LIMIT ")
             .push_bind(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1));
@@ -329,14 +319,18 @@ impl SqliteStore {
         let ids = serde_json::to_string(ids)
             .map_err(|e| StoreError::Other(format!("encoding orchestrator ids: {e}")))?;
         let cutoff = self.cutoff(time::now());
-        let mut select = with_cutoff(&cutoff);
-        select.push(concat!("SELECT ", orchestrator_columns!("p.cutoff")));
-        select.push(ORCHESTRATOR_FROM).push(" CROSS JOIN p");
-        push_filters(&mut select, q);
+        let mut select = filtered(&cutoff, LISTING_SELECT, q);
         select
             .push(" AND o.orchestrator_id IN (SELECT value FROM json_each(")
             .push_bind(ids)
             .push(")) ORDER BY o.orchestrator_id");
+        self.fetch_records(select).await
+    }
+
+    async fn fetch_records(
+        &self,
+        mut select: QueryBuilder<Sqlite>,
+    ) -> Result<Vec<OrchestratorRecord>, StoreError> {
         let rows: Vec<OrchestratorRow> = select
             .build_query_as()
             .fetch_all(&self.pool)
@@ -672,14 +666,16 @@ fn hello_audit(hello: &HelloRegistration, organization_id: &str) -> moolai_store
     )
 }
 
-/// A builder whose SQL starts by binding the cutoff once as `p.cutoff` (see [`crate::sql`]).
-fn with_cutoff(cutoff: &str) -> QueryBuilder<Sqlite> {
+/// `<select> WHERE <q's filters>`, the cutoff bound once as `p.cutoff` (see [`crate::sql`]);
+/// `select` reads `orchestrator_instances o` and joins `p`.
+fn filtered(cutoff: &str, select: &str, q: &OrchestratorQuery) -> QueryBuilder<Sqlite> {
     let mut qb = QueryBuilder::new("WITH p(cutoff) AS (SELECT ");
-    qb.push_bind(cutoff.to_owned()).push(") ");
+    qb.push_bind(cutoff.to_owned()).push(") ").push(select);
+    push_filters(&mut qb, q);
     qb
 }
 
-/// `WHERE` clause of the orchestrator listing (the builder joins `p`, see [`with_cutoff`]).
+/// `WHERE` clause of the orchestrator listing (the builder joins `p`, see [`filtered`]).
 fn push_filters(qb: &mut QueryBuilder<Sqlite>, q: &OrchestratorQuery) {
     qb.push(" WHERE TRUE");
     if let Some(status) = q.status {

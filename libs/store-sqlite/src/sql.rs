@@ -59,7 +59,7 @@ macro_rules! version_sql {
 }
 
 /// The columns of [`crate::rows::OrchestratorRow`], read from `o` joined with `g`
-/// (its organization, see [`ORCHESTRATOR_FROM`]).
+/// (its organization, see [`orchestrator_from!`]).
 macro_rules! orchestrator_columns {
     ($cutoff:literal) => {
         concat!(
@@ -78,15 +78,27 @@ macro_rules! orchestrator_columns {
 }
 
 /// The `FROM` clause matching [`orchestrator_columns!`].
-pub(crate) const ORCHESTRATOR_FROM: &str = " FROM orchestrator_instances o \
-     LEFT JOIN organizations g ON g.organization_id = o.organization_id";
+macro_rules! orchestrator_from {
+    () => {
+        " FROM orchestrator_instances o \
+         LEFT JOIN organizations g ON g.organization_id = o.organization_id "
+    };
+}
+
+/// The rows of an orchestrator listing, with the cutoff `p` its builder binds (see
+/// `orchestrators::filtered`).
+pub(crate) const LISTING_SELECT: &str = concat!(
+    "SELECT ",
+    orchestrator_columns!("p.cutoff"),
+    orchestrator_from!(),
+    "CROSS JOIN p"
+);
 
 /// One orchestrator by id (`$1`), cutoff in `$2`.
 pub(crate) const SELECT_ORCHESTRATOR: &str = concat!(
     "SELECT ",
     orchestrator_columns!("$2"),
-    " FROM orchestrator_instances o ",
-    "LEFT JOIN organizations g ON g.organization_id = o.organization_id ",
+    orchestrator_from!(),
     "WHERE o.orchestrator_id = $1"
 );
 
@@ -97,4 +109,4 @@ pub(crate) const MESSAGE_COLUMNS: &str = "m.id, m.orchestrator_id, m.organizatio
      COALESCE(i.is_independent, FALSE) AS orchestrator_is_independent, m.delivered_at, \
      m.created_at, m.updated_at";
 
-pub(crate) use {alive_sql, orchestrator_columns, status_sql, version_sql};
+pub(crate) use {alive_sql, status_sql, version_sql};
