@@ -11,7 +11,7 @@
 
 use moolai_protocol::Status;
 use moolai_store::{
-    OrchestratorQuery, OrchestratorRecord, Store, StoreResult, page_bounds, page_offset,
+    OrchestratorQuery, OrchestratorRecord, Page, Store, StoreResult, page_bounds, page_offset,
 };
 
 /// Listings kept at once; past it the cache starts over. With [`KEPT_ORDER_BYTES`], at most
@@ -74,8 +74,9 @@ impl KeptListing {
         })
     }
 
-    /// The items of `q`'s page: by id from the kept order, or walked to; none without a query
-    /// when the page starts past the kept total.
+    /// `q`'s page: its items by id from the kept order, or walked to (none without a query
+    /// when the page starts past the kept total), and the kept total — which can be behind
+    /// by as long as it is kept, but is never below what the page shows.
     ///
     /// # Errors
     /// The store's.
@@ -83,9 +84,31 @@ impl KeptListing {
         &self,
         store: &dyn Store,
         q: &OrchestratorQuery,
-    ) -> StoreResult<Vec<OrchestratorRecord>> {
+    ) -> StoreResult<Page<OrchestratorRecord>> {
         let (page, page_size) = page_bounds(q.page, q.page_size);
         let offset = page_offset(page, page_size);
+        let items = self.items(store, q, offset, page_size).await?;
+        let total = if items.is_empty() {
+            self.total
+        } else {
+            let shown = i64::try_from(items.len()).unwrap_or(i64::MAX);
+            self.total.max(offset.saturating_add(shown))
+        };
+        Ok(Page {
+            items,
+            total,
+            page,
+            page_size,
+        })
+    }
+
+    async fn items(
+        &self,
+        store: &dyn Store,
+        q: &OrchestratorQuery,
+        offset: i64,
+        page_size: u32,
+    ) -> StoreResult<Vec<OrchestratorRecord>> {
         match &self.order {
             Some(order) => {
                 let from = usize::try_from(offset)

@@ -84,10 +84,12 @@ pub struct ApiSettings {
     /// client could otherwise choose its own address.
     #[serde(default)]
     pub trust_forwarded_for: bool,
-    /// `API_REPORT_CACHE_MS`: how long an `overview` or `costs` answer, or the total of an
-    /// orchestrator listing, is reused (per caller scope and query) before it is computed
-    /// again; status events and writes through this process make it stale at once. 0
-    /// computes every request.
+    /// `API_REPORT_CACHE_MS`: how long an `overview` or `costs` answer, or what is kept of an
+    /// orchestrator listing (its total and, when small, its order), is reused (per caller
+    /// scope and query) before it is computed again — longer for an answer that took more
+    /// than a quarter of it to compute (see `report_cache`). Writes through this process make
+    /// it stale at once, and so do status events except for `costs`. 0 computes every
+    /// request.
     #[serde(default = "default_report_cache_ms")]
     pub api_report_cache_ms: u64,
     /// `API_AUTH_CACHE_MS`: how long a token that resolved is reused without a database

@@ -194,22 +194,7 @@ async fn orchestrator_page(
             KeptListing::read(&*store, &read).await
         })
         .await?;
-    let items = kept.page(&*state.store, &query).await?;
-    // A kept total can be behind by as long as it is kept; never below what this page shows
-    // (an empty page shows nothing).
-    let total = if items.is_empty() {
-        kept.total
-    } else {
-        let shown = i64::try_from(items.len()).unwrap_or(i64::MAX);
-        kept.total
-            .max(moolai_store::page_offset(page, page_size).saturating_add(shown))
-    };
-    Ok(DataResponse::json(Page {
-        items,
-        total,
-        page,
-        page_size,
-    }))
+    Ok(DataResponse::json(kept.page(&*state.store, &query).await?))
 }
 
 /// Orchestrators, paginated and filtered; `status` is derived at read time.
