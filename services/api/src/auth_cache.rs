@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use crate::auth::Principal;
-use crate::report_cache::Staleness;
+use crate::report_cache::{Generation, Staleness};
 
 /// Remembered callers; past this many distinct tokens the cache starts over.
 const MAX_ENTRIES: usize = 10_000;
@@ -34,7 +34,7 @@ struct Entry {
     principal: Principal,
     /// When the lookup that produced it started.
     at: Instant,
-    generation: u64,
+    generation: Generation,
 }
 
 /// Where a lookup started: what [`AuthCache::remember`] needs to tell whether anything
@@ -42,7 +42,7 @@ struct Entry {
 #[derive(Debug, Clone, Copy)]
 pub struct Lookup {
     at: Instant,
-    generation: u64,
+    generation: Generation,
 }
 
 impl AuthCache {

@@ -6,11 +6,23 @@
 //! dashboard asks for them on every screen and after every status event. An answer is
 //! reused for `API_REPORT_CACHE_MS` (default 1000; 0 turns the cache off), per caller scope
 //! and query:
-//! - every status event (from NATS, whichever replica caused it) and every successful write
-//!   through this api process make all cached answers stale: the next request computes
-//!   afresh, so the counts follow the live stream and an operator's own changes. Cost
-//!   reports are the exception for status events: they count usage, which a status event
-//!   does not change (their cache has its own [`Staleness`], bumped by writes only);
+//! - every successful write through this api process makes all cached answers stale: the
+//!   next request computes afresh, so an operator sees their own change;
+//! - a status event (from NATS, whichever replica caused it) makes stale what can count its
+//!   orchestrator: answers about its organization and those not filtered by one (an
+//!   organization's listings outlive the churn of the others). Such an answer is computed
+//!   again on the next request, but not before four times what it last took to compute
+//!   (served until then), so a steady stream of events keeps at most a quarter of a database
+//!   connection busy per answer instead of recomputing it for every request. While events
+//!   keep coming — the answer was itself computed because of them, less than a TTL past
+//!   that — it is served while one request refreshes it in the background instead of
+//!   making requests wait; the first change after a quiet spell is computed before answering,
+//!   so a dashboard refetching after an event sees it. Cost reports count usage, which a
+//!   status event does not change: their cache has its own [`Staleness`], bumped by writes
+//!   only;
+//! - requests for an answer that has to be computed share one computation: the first
+//!   computes, the others wait for it (or, when it fails or is abandoned, compute their
+//!   own), so a burst of dashboards after a write costs one database read, not one each;
 //! - an answer past its freshness (and younger than it plus nine TTLs) is still served while
 //!   one request refreshes it in the background, so concurrent readers do not queue on the
 //!   database. Writes through another api replica show after at most that long;
@@ -26,6 +38,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
+
 /// An answer stays fresh for at least this many times what it took to compute.
 const COMPUTE_TIMES_KEPT: u32 = 4;
 /// …but no longer than this for that reason (a computation that waited out a database stall
@@ -36,18 +50,80 @@ const SLOW_FRESH_AT_MOST: Duration = Duration::from_secs(60);
 /// cache starts over.
 const MAX_ENTRIES: usize = 1024;
 
-/// The shared "something changed" counter: bumping it makes every cached answer stale.
+/// Organizations whose changes are counted apart; past it, the counters start over (and
+/// everything cached is stale once).
+const TRACKED_ORGANIZATIONS: usize = 100_000;
+
+/// The shared "something changed" counters: bumping makes cached answers stale, all of them
+/// ([`Staleness::bump`]) or those an organization's change can touch
+/// ([`Staleness::bump_organization`]).
 #[derive(Debug, Clone, Default)]
-pub struct Staleness(Arc<AtomicU64>);
+pub struct Staleness(Arc<Counters>);
+
+#[derive(Debug, Default)]
+struct Counters {
+    everything: AtomicU64,
+    /// Bumped with any organization: for answers not filtered by one.
+    any_organization: AtomicU64,
+    organizations: Mutex<HashMap<String, u64>>,
+}
+
+/// The state of the world an answer was computed from, as far as its key can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Generation {
+    everything: u64,
+    part: u64,
+}
 
 impl Staleness {
     /// Everything cached so far is stale.
     pub fn bump(&self) {
-        self.0.fetch_add(1, Ordering::AcqRel);
+        self.0.everything.fetch_add(1, Ordering::AcqRel);
     }
 
-    pub(crate) fn current(&self) -> u64 {
-        self.0.load(Ordering::Acquire)
+    /// What is cached about `organization`, or not filtered by organization, is stale.
+    pub fn bump_organization(&self, organization: &str) {
+        {
+            let mut orgs = self
+                .0
+                .organizations
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(n) = orgs.get_mut(organization) {
+                *n += 1;
+            } else {
+                if orgs.len() >= TRACKED_ORGANIZATIONS {
+                    // Starting the counters over could make an old generation current
+                    // again; a new `everything` rules that out.
+                    orgs.clear();
+                    self.bump();
+                }
+                orgs.insert(organization.to_owned(), 1);
+            }
+        }
+        self.0.any_organization.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The generation of answers about `organization` (`None`: not filtered by one).
+    pub(crate) fn current_for(&self, organization: Option<&str>) -> Generation {
+        let part = match organization {
+            None => self.0.any_organization.load(Ordering::Acquire),
+            Some(org) => self
+                .0
+                .organizations
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(org)
+                .copied()
+                .unwrap_or(0),
+        };
+        // Read last: a bump of `everything` that clears the organizations is seen.
+        let everything = self.0.everything.load(Ordering::Acquire);
+        Generation { everything, part }
+    }
+
+    pub(crate) fn current(&self) -> Generation {
+        self.current_for(None)
     }
 }
 
@@ -55,7 +131,16 @@ pub struct ReportCache<K, V> {
     ttl: Duration,
     max_entries: usize,
     staleness: Staleness,
-    entries: Mutex<HashMap<K, Entry<V>>>,
+    /// The organization a key's answer is about, if it is filtered by exactly one.
+    organization_of: fn(&K) -> Option<&str>,
+    inner: Mutex<Inner<K, V>>,
+    flight_ids: AtomicU64,
+}
+
+struct Inner<K, V> {
+    entries: HashMap<K, Entry<V>>,
+    /// Computations running for a key, at most one per key.
+    flights: HashMap<K, Flight<V>>,
 }
 
 struct Entry<V> {
@@ -64,16 +149,37 @@ struct Entry<V> {
     at: Instant,
     /// How long it is served without a refresh: the TTL, or longer for a slow computation.
     fresh_for: Duration,
-    generation: u64,
+    /// Four times what it took to compute: how long it is served without a refresh after
+    /// a status event changed what it counts.
+    settle_for: Duration,
+    /// Computed because status events changed what it counts.
+    churning: bool,
+    generation: Generation,
     refreshing: bool,
+}
+
+/// What a shared computation ended with: its answer, or `None` when it failed.
+type Outcome<V> = Option<Arc<V>>;
+
+struct Flight<V> {
+    id: u64,
+    generation: Generation,
+    /// `Some` once it ended; closed without a value when its leader was dropped.
+    outcome: watch::Receiver<Option<Outcome<V>>>,
 }
 
 enum Plan<V> {
     Fresh(Arc<V>),
     /// Serve this and refresh in the background.
-    Refresh(Arc<V>),
-    Compute,
+    Refresh(Arc<V>, Churning),
+    /// Wait for the computation running for this key.
+    Join(watch::Receiver<Option<Outcome<V>>>),
+    /// Compute, telling those who join through this.
+    Lead(u64, watch::Sender<Option<Outcome<V>>>, Churning),
 }
+
+/// Whether an answer is computed because status events changed what it counts.
+type Churning = bool;
 
 impl<K, V> ReportCache<K, V>
 where
@@ -82,24 +188,35 @@ where
 {
     #[must_use]
     pub fn new(ttl: Duration, staleness: Staleness) -> Arc<Self> {
-        Self::bounded(ttl, staleness, MAX_ENTRIES)
+        Self::bounded(ttl, staleness, MAX_ENTRIES, |_| None)
     }
 
-    /// A cache of at most `max_entries` keys (for answers larger than a report).
+    /// A cache of at most `max_entries` keys (for answers larger than a report), whose keys
+    /// are about the organization `organization_of` says (stale only with its changes).
     #[must_use]
-    pub fn bounded(ttl: Duration, staleness: Staleness, max_entries: usize) -> Arc<Self> {
+    pub fn bounded(
+        ttl: Duration,
+        staleness: Staleness,
+        max_entries: usize,
+        organization_of: fn(&K) -> Option<&str>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             ttl,
             max_entries,
             staleness,
-            entries: Mutex::new(HashMap::new()),
+            organization_of,
+            inner: Mutex::new(Inner {
+                entries: HashMap::new(),
+                flights: HashMap::new(),
+            }),
+            flight_ids: AtomicU64::new(0),
         })
     }
 
     /// The answer for `key`: cached, or from `compute` (see the module docs).
     ///
     /// # Errors
-    /// What `compute` returns when the answer had to be computed now.
+    /// What `compute` returns when the answer had to be computed by this call.
     pub async fn get<F, Fut, E>(self: &Arc<Self>, key: K, compute: F) -> Result<Arc<V>, E>
     where
         F: FnOnce() -> Fut + Send + 'static,
@@ -108,75 +225,196 @@ where
         if self.ttl.is_zero() {
             return compute().await.map(Arc::new);
         }
-        let generation = self.staleness.current();
+        let generation = self.staleness.current_for((self.organization_of)(&key));
         let now = Instant::now();
-        let plan = {
-            let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-            match entries.get_mut(&key) {
-                Some(e) if e.generation == generation => {
-                    let age = now.saturating_duration_since(e.at);
-                    let served_until = e.fresh_for + self.ttl * 9;
-                    if age < e.fresh_for || (e.refreshing && age < served_until) {
-                        Plan::Fresh(e.value.clone())
-                    } else if age < served_until {
-                        e.refreshing = true;
-                        Plan::Refresh(e.value.clone())
-                    } else {
-                        Plan::Compute
-                    }
-                }
-                _ => Plan::Compute,
-            }
-        };
+        let plan = self.plan(&key, generation, now);
         match plan {
             Plan::Fresh(value) => Ok(value),
-            Plan::Refresh(value) => {
+            Plan::Refresh(value, churning) => {
                 let cache = self.clone();
                 tokio::spawn(async move {
                     match compute().await {
-                        Ok(fresh) => cache.store(key, Arc::new(fresh), generation, now),
+                        Ok(fresh) => cache.store(key, Arc::new(fresh), generation, now, churning),
                         // Served stale a little longer; the next request past the TTL retries.
                         Err(_) => cache.refresh_failed(&key),
                     }
                 });
                 Ok(value)
             }
-            Plan::Compute => {
+            Plan::Join(mut outcome) => {
+                if let Ok(ended) = outcome.wait_for(Option::is_some).await
+                    && let Some(Some(value)) = &*ended
+                {
+                    return Ok(value.clone());
+                }
+                // The computation failed or was abandoned: this request tries on its own.
                 let value = Arc::new(compute().await?);
-                self.store(key, value.clone(), generation, now);
+                self.store(key, value.clone(), generation, now, false);
                 Ok(value)
+            }
+            Plan::Lead(id, outcome, churning) => {
+                let flight = FlightGuard {
+                    cache: self,
+                    key: Some(key),
+                    id,
+                    outcome,
+                };
+                let result = compute().await.map(Arc::new);
+                flight.end(result.as_ref().ok().cloned(), generation, now, churning);
+                result
             }
         }
     }
 
+    fn plan(&self, key: &K, generation: Generation, now: Instant) -> Plan<V> {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut event_stale = false;
+        if let Some(e) = inner.entries.get_mut(key)
+            && e.generation.everything == generation.everything
+        {
+            let age = now.saturating_duration_since(e.at);
+            let served_until = e.fresh_for + self.ttl * 9;
+            if e.generation == generation {
+                if age < e.fresh_for || (e.refreshing && age < served_until) {
+                    return Plan::Fresh(e.value.clone());
+                }
+                if age < served_until {
+                    e.refreshing = true;
+                    return Plan::Refresh(e.value.clone(), false);
+                }
+            } else {
+                // Changed since by status events only.
+                if age < e.settle_for || (e.refreshing && age < served_until) {
+                    return Plan::Fresh(e.value.clone());
+                }
+                if e.churning && age < e.settle_for + self.ttl {
+                    e.refreshing = true;
+                    return Plan::Refresh(e.value.clone(), true);
+                }
+                event_stale = true;
+            }
+        }
+        if let Some(f) = inner.flights.get(key)
+            && f.generation == generation
+        {
+            return Plan::Join(f.outcome.clone());
+        }
+        let id = self.flight_ids.fetch_add(1, Ordering::Relaxed);
+        let (sender, receiver) = watch::channel(None);
+        inner.flights.insert(
+            key.clone(),
+            Flight {
+                id,
+                generation,
+                outcome: receiver,
+            },
+        );
+        Plan::Lead(id, sender, event_stale)
+    }
+
     /// Keeps `value`, computed from the state of `generation` starting at `at` (so a change
     /// during the computation leaves it stale).
-    fn store(&self, key: K, value: Arc<V>, generation: u64, at: Instant) {
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= self.max_entries && !entries.contains_key(&key) {
-            entries.clear();
+    fn store(&self, key: K, value: Arc<V>, generation: Generation, at: Instant, churning: bool) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        self.store_locked(&mut inner, key, value, generation, at, churning);
+    }
+
+    fn store_locked(
+        &self,
+        inner: &mut Inner<K, V>,
+        key: K,
+        value: Arc<V>,
+        generation: Generation,
+        at: Instant,
+        churning: bool,
+    ) {
+        if inner.entries.len() >= self.max_entries && !inner.entries.contains_key(&key) {
+            inner.entries.clear();
         }
-        entries.insert(
+        let settle_for = at
+            .elapsed()
+            .saturating_mul(COMPUTE_TIMES_KEPT)
+            .min(SLOW_FRESH_AT_MOST);
+        inner.entries.insert(
             key,
             Entry {
                 value,
                 at,
-                fresh_for: self.ttl.max(
-                    at.elapsed()
-                        .saturating_mul(COMPUTE_TIMES_KEPT)
-                        .min(SLOW_FRESH_AT_MOST),
-                ),
+                fresh_for: self.ttl.max(settle_for),
+                settle_for,
                 generation,
                 refreshing: false,
+                churning,
             },
         );
     }
 
     fn refresh_failed(&self, key: &K) {
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(e) = entries.get_mut(key) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(e) = inner.entries.get_mut(key) {
             e.refreshing = false;
         }
+    }
+}
+
+/// A running shared computation; dropped before [`FlightGuard::end`] (its request went
+/// away), it is abandoned and those waiting compute their own.
+struct FlightGuard<'a, K, V>
+where
+    K: Eq + Hash + Clone + Send + 'static,
+    V: Send + Sync + 'static,
+{
+    cache: &'a ReportCache<K, V>,
+    key: Option<K>,
+    id: u64,
+    outcome: watch::Sender<Option<Outcome<V>>>,
+}
+
+impl<K, V> FlightGuard<'_, K, V>
+where
+    K: Eq + Hash + Clone + Send + 'static,
+    V: Send + Sync + 'static,
+{
+    /// Keeps the answer (if any) and tells those waiting, in one step: a request arriving
+    /// after finds the answer, not the finished computation.
+    fn end(mut self, value: Outcome<V>, generation: Generation, at: Instant, churning: bool) {
+        let Some(key) = self.key.take() else { return };
+        let mut inner = self
+            .cache
+            .inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        remove_flight(&mut inner, &key, self.id);
+        if let Some(v) = &value {
+            self.cache
+                .store_locked(&mut inner, key, v.clone(), generation, at, churning);
+        }
+        self.outcome.send_replace(Some(value));
+    }
+}
+
+impl<K, V> Drop for FlightGuard<'_, K, V>
+where
+    K: Eq + Hash + Clone + Send + 'static,
+    V: Send + Sync + 'static,
+{
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            let mut inner = self
+                .cache
+                .inner
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            remove_flight(&mut inner, &key, self.id);
+            // The sender goes with the guard: the waiting see the channel closed.
+        }
+    }
+}
+
+/// Forgets flight `id` of `key` (a newer one, started after a change, stays).
+fn remove_flight<K: Eq + Hash, V>(inner: &mut Inner<K, V>, key: &K, id: u64) {
+    if inner.flights.get(key).is_some_and(|f| f.id == id) {
+        inner.flights.remove(key);
     }
 }
 
@@ -280,5 +518,187 @@ mod tests {
         assert_eq!(failed.err(), Some("down"));
         let (_, compute) = counter();
         assert_eq!(*cache.get(1, compute).await.unwrap_or_default(), 1);
+    }
+
+    /// A computation that counts its runs, takes `took` and answers the run number.
+    fn slow_counter(
+        took: Duration,
+    ) -> (
+        Arc<AtomicUsize>,
+        impl Fn() -> futures::future::BoxFuture<'static, Result<usize, ()>> + Clone + Send + 'static,
+    ) {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let r = runs.clone();
+        (runs, move || {
+            let r = r.clone();
+            Box::pin(async move {
+                tokio::time::sleep(took).await;
+                Ok(r.fetch_add(1, Ordering::SeqCst) + 1)
+            })
+        })
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_for_a_missing_answer_share_one_computation() {
+        let cache = ReportCache::new(Duration::from_secs(60), Staleness::default());
+        let (runs, compute) = slow_counter(Duration::from_millis(100));
+        let waiting: Vec<_> = (0..10)
+            .map(|_| {
+                let cache = cache.clone();
+                let compute = compute.clone();
+                tokio::spawn(async move { cache.get("a", compute).await })
+            })
+            .collect();
+        for w in waiting {
+            assert_eq!(w.await.ok().and_then(Result::ok).as_deref(), Some(&1));
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        // And the answer is kept for the next one.
+        assert_eq!(cache.get("a", compute).await.as_deref(), Ok(&1));
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_change_during_a_computation_is_not_answered_by_it() {
+        let staleness = Staleness::default();
+        let cache = ReportCache::new(Duration::from_secs(60), staleness.clone());
+        let (runs, compute) = slow_counter(Duration::from_millis(100));
+        let first = tokio::spawn({
+            let (cache, compute) = (cache.clone(), compute.clone());
+            async move { cache.get("a", compute).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        staleness.bump();
+        // Started after the change: its own computation, not the running one's answer.
+        let second = cache.get("a", compute.clone()).await;
+        assert_eq!(first.await.ok().and_then(Result::ok).as_deref(), Some(&1));
+        assert_eq!(second.as_deref(), Ok(&2));
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert_eq!(cache.get("a", compute).await.as_deref(), Ok(&2));
+    }
+
+    #[tokio::test]
+    async fn when_the_shared_computation_fails_or_is_abandoned_the_waiting_compute_their_own() {
+        let cache = ReportCache::<&str, usize>::new(Duration::from_secs(60), Staleness::default());
+        let failing = tokio::spawn({
+            let cache = cache.clone();
+            async move {
+                cache
+                    .get("a", || async {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        Err::<usize, _>("down")
+                    })
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (runs, compute) = counter();
+        assert_eq!(cache.get("a", compute.clone()).await.as_deref(), Ok(&1));
+        assert_eq!(failing.await.ok().map(|r| r.err()), Some(Some("down")));
+
+        // A leader whose request goes away mid-computation.
+        let abandoned = tokio::time::timeout(
+            Duration::from_millis(20),
+            cache.get("b", || async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok::<usize, &str>(0)
+            }),
+        );
+        let waiting = tokio::spawn({
+            let (cache, compute) = (cache.clone(), compute.clone());
+            async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                cache.get("b", compute).await
+            }
+        });
+        assert!(abandoned.await.is_err(), "the leader timed out");
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(5), waiting)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .and_then(Result::ok)
+                .as_deref(),
+            Some(&2)
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn an_organization_s_change_refreshes_its_answers_and_leaves_the_others() {
+        let staleness = Staleness::default();
+        let cache = ReportCache::<Option<&'static str>, usize>::bounded(
+            Duration::from_secs(60),
+            staleness.clone(),
+            16,
+            |key| *key,
+        );
+        let (runs, compute) = counter();
+        let get = |key| {
+            let (cache, compute) = (cache.clone(), compute.clone());
+            async move { *cache.get(key, compute).await.unwrap_or_default() }
+        };
+        // Older than four times their (instant) computations, each time.
+        let settle = || tokio::time::sleep(Duration::from_millis(5));
+        for (key, expected) in [(Some("a"), 1), (Some("b"), 2), (None, 3)] {
+            assert_eq!(get(key).await, expected);
+        }
+        settle().await;
+        staleness.bump_organization("a");
+        // "a" and the unfiltered answer can count what changed: the first change after a
+        // quiet spell is computed before answering. "b" cannot: kept.
+        assert_eq!(get(Some("a")).await, 4);
+        assert_eq!(get(None).await, 5);
+        assert_eq!(get(Some("b")).await, 2);
+        // While events keep coming: served once more and refreshed in the background.
+        settle().await;
+        staleness.bump_organization("a");
+        assert_eq!(get(Some("a")).await, 4);
+        settle().await;
+        assert_eq!(get(Some("a")).await, 6);
+        // A change of an organization nothing was cached for: only the unfiltered answer.
+        staleness.bump_organization("c");
+        assert_eq!(get(None).await, 5);
+        settle().await;
+        assert_eq!(get(None).await, 7);
+        assert_eq!(get(Some("b")).await, 2);
+        // A write: computed now, before answering.
+        staleness.bump();
+        assert_eq!(get(Some("b")).await, 8);
+        assert_eq!(runs.load(Ordering::SeqCst), 8);
+    }
+
+    #[tokio::test]
+    async fn a_stream_of_status_events_refreshes_an_answer_at_most_every_four_computations() {
+        let staleness = Staleness::default();
+        let cache = ReportCache::<Option<&'static str>, usize>::bounded(
+            Duration::from_millis(100),
+            staleness.clone(),
+            16,
+            |key| *key,
+        );
+        let (runs, compute) = slow_counter(Duration::from_millis(50));
+        assert_eq!(cache.get(None, compute.clone()).await.as_deref(), Ok(&1));
+        // Events every 5 ms and requests every millisecond for 700 ms: refreshed no more
+        // often than every 200 ms (4 × 50 ms); after the first, in the background.
+        let until = Instant::now() + Duration::from_millis(700);
+        let mut waited = Vec::new();
+        while Instant::now() < until {
+            staleness.bump_organization("a");
+            for _ in 0..5 {
+                let started = Instant::now();
+                assert!(cache.get(None, compute.clone()).await.is_ok());
+                if started.elapsed() >= Duration::from_millis(40) {
+                    waited.push(started.elapsed());
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        let refreshes = runs.load(Ordering::SeqCst) - 1;
+        assert!(
+            (1..=3).contains(&refreshes),
+            "{refreshes} refreshes in 700 ms"
+        );
+        assert!(waited.len() <= 1, "requests waited: {waited:?}");
     }
 }

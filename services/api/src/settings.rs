@@ -88,8 +88,8 @@ pub struct ApiSettings {
     /// orchestrator listing (its total and, when small, its order), is reused (per caller
     /// scope and query) before it is computed again — longer for an answer that took more
     /// than a quarter of it to compute (see `report_cache`). Writes through this process make
-    /// it stale at once, and so do status events except for `costs`. 0 computes every
-    /// request.
+    /// it stale at once, and so do status events for what can count their orchestrator
+    /// (never `costs`). 0 computes every request.
     #[serde(default = "default_report_cache_ms")]
     pub api_report_cache_ms: u64,
     /// `API_AUTH_CACHE_MS`: how long a token that resolved is reused without a database

@@ -98,6 +98,7 @@ impl ApiService {
                 report_ttl,
                 staleness.clone(),
                 crate::listings::KEPT_LISTINGS,
+                |key| key.organization_id.as_deref(),
             ),
             auth_cache: AuthCache::new(auth_ttl),
             staleness,

@@ -33,6 +33,15 @@ pub struct ApiArgs {
     /// `DATABASE_MAX_CONNECTIONS` of the api.
     #[arg(long, default_value_t = 10)]
     pub api_pool: usize,
+    /// Measure only the endpoints whose name contains one of these (e.g. `status=active`);
+    /// all of them when empty.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Fleet churn during the measurements: status events per second published on the
+    /// public status subjects, for random orchestrators of random organizations (the api
+    /// takes them as real transitions; the rows are left as seeded).
+    #[arg(long, default_value_t = 0)]
+    pub status_events_per_sec: u32,
 }
 
 /// One endpoint's query-string generator.
@@ -113,13 +122,20 @@ pub async fn run(b: &mut Bench, args: &ApiArgs) -> anyhow::Result<String> {
         ),
     ];
 
+    let churn = if args.status_events_per_sec > 0 {
+        Some(churn(&b.common.nats_url, &b.prefix, args).await?)
+    } else {
+        None
+    };
     let max_clients = args.concurrency.iter().copied().max().unwrap_or(1);
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(max_clients)
         .timeout(Duration::from_secs(30))
         .build()?;
     let mut results = Vec::new();
-    for (name, path) in endpoints {
+    let wanted =
+        |name: &str| args.only.is_empty() || args.only.iter().any(|o| name.contains(o.as_str()));
+    for (name, path) in endpoints.into_iter().filter(|(name, _)| wanted(name)) {
         let example = path(&mut rand::rng());
         for &clients in &args.concurrency {
             // Warm-up, then the measured run.
@@ -155,6 +171,15 @@ pub async fn run(b: &mut Bench, args: &ApiArgs) -> anyhow::Result<String> {
         }
     }
 
+    let published = match churn {
+        Some((task, stop, count)) => {
+            stop.cancel();
+            task.await.ok();
+            count.load(std::sync::atomic::Ordering::Relaxed)
+        }
+        None => 0,
+    };
+
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -173,6 +198,18 @@ pub async fn run(b: &mut Bench, args: &ApiArgs) -> anyhow::Result<String> {
         args.concurrency,
         args.duration_sec
     );
+    if args.status_events_per_sec > 0 {
+        let _ = writeln!(
+            s,
+            "Fleet churn: {} status events per second ({} in all) published on the public status \
+             subjects (`<prefix>.v1.<org>.<orch>.status`) for random orchestrators of random \
+             organizations throughout, from warm-up to the last measurement; the api takes them as \
+             transitions (its cached answers about that organization and the fleet-wide ones go \
+             stale), the database rows stay as seeded.\n",
+            args.status_events_per_sec,
+            thousands(published as f64)
+        );
+    }
     let _ = writeln!(
         s,
         "| endpoint (`/api/v1/controller/…`) | clients | requests | req/s | p50 | p90 | p99 | max | errors | api CPU % | postgres backends CPU % | load client CPU % |"
@@ -235,6 +272,72 @@ pub async fn run(b: &mut Bench, args: &ApiArgs) -> anyhow::Result<String> {
         ));
     }
     Ok(s)
+}
+
+/// Publishes `status_events_per_sec` status events per second until cancelled; how many
+/// went out is counted.
+async fn churn(
+    nats_url: &str,
+    prefix: &str,
+    args: &ApiArgs,
+) -> anyhow::Result<(
+    tokio::task::JoinHandle<()>,
+    tokio_util::sync::CancellationToken,
+    Arc<std::sync::atomic::AtomicU64>,
+)> {
+    use anyhow::Context as _;
+    let nats = async_nats::connect(nats_url)
+        .await
+        .context("connecting to NATS")?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (n, orgs, rate) = (
+        args.orchestrators.max(1),
+        args.organizations.max(1),
+        u64::from(args.status_events_per_sec),
+    );
+    let prefix = prefix.to_owned();
+    let task = tokio::spawn({
+        let (stop, count) = (stop.clone(), count.clone());
+        async move {
+            let started = Instant::now();
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                // Catch up to the rate since the start (ticks can be late).
+                let due = u64::try_from(started.elapsed().as_millis() * u128::from(rate) / 1000)
+                    .unwrap_or(u64::MAX);
+                while count.load(std::sync::atomic::Ordering::Relaxed) < due {
+                    let i = rand::rng().random_range(0..n);
+                    let (org, orch) = (format!("org-{:03}", i % orgs), format!("orch-{i:06}"));
+                    let status = if rand::rng().random_bool(0.5) {
+                        "active"
+                    } else {
+                        "inactive"
+                    };
+                    let now = chrono::Utc::now();
+                    let event = serde_json::json!({
+                        "orchestrator_id": orch, "organization_id": org, "status": status,
+                        "is_independent": false, "last_seen": now, "reason": "heartbeat", "at": now,
+                    });
+                    let subject = format!("{prefix}.v1.{org}.{orch}.status");
+                    if nats
+                        .publish(subject, event.to_string().into())
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            nats.flush().await.ok();
+        }
+    });
+    Ok((task, stop, count))
 }
 
 /// `concurrency` clients looping on `path` for `duration`; latencies in seconds and errors.

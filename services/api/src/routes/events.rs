@@ -77,7 +77,7 @@ impl StatusFanout {
                     // No receivers is fine: nobody is watching right now.
                     Ok(event) => {
                         // Cached reports count statuses: stale before anyone hears of it.
-                        staleness.bump();
+                        staleness.bump_organization(&event.organization_id);
                         drop(sender.send(Arc::new(event)));
                     }
                     Err(e) => {

@@ -756,6 +756,66 @@ async fn small_listings_keep_their_order_and_read_their_rows_fresh() {
     app.stop().await;
 }
 
+/// A status event makes stale what can count its orchestrator: its organization's listings
+/// and the unfiltered one, not another organization's.
+#[tokio::test]
+async fn a_status_event_makes_its_organization_s_listings_stale_not_others() {
+    let app = crate::helpers::spawn_app_with(|s| s.api_report_cache_ms = 60_000, |s| s).await;
+    create_organization(&app, "org-h", "Org H").await;
+    create_organization(&app, "org-i", "Org I").await;
+    register_behind_the_back(&app, "org-h", "h-1").await;
+    register_behind_the_back(&app, "org-i", "i-1").await;
+    async fn totals(app: &TestApp) -> (i64, i64, i64) {
+        let of = |org: &str| format!("/api/v1/controller/orchestrators?organization_id={org}");
+        (
+            listed(&app.get_ok(&of("org-h")).await).0,
+            listed(&app.get_ok(&of("org-i")).await).0,
+            listed(&app.get_ok("/api/v1/controller/orchestrators").await).0,
+        )
+    }
+    assert_eq!(totals(&app).await, (1, 1, 2));
+    register_behind_the_back(&app, "org-h", "h-2").await;
+    register_behind_the_back(&app, "org-i", "i-2").await;
+    assert_eq!(totals(&app).await, (1, 1, 2));
+
+    let now = Utc::now();
+    let event = moolai_bus::events::StatusEvent {
+        orchestrator_id: "h-2".into(),
+        organization_id: "org-h".into(),
+        status: moolai_protocol::Status::Active,
+        previous_status: None,
+        is_independent: false,
+        last_seen: Some(now),
+        reason: "registered".into(),
+        at: now,
+    };
+    app.bus
+        .publish(
+            app.bus
+                .subjects()
+                .orchestrator(moolai_bus::Kind::Status, "org-h", "h-2"),
+            &event,
+        )
+        .await
+        .unwrap();
+    app.bus.flush().await.unwrap();
+    // Served once more while refreshed in the background.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while totals(&app).await != (2, 1, 4) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the status event did not make org-h's listing and the unfiltered one stale: {:?}",
+            totals(&app).await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // org-i's listing was kept (its new orchestrator shows after a write).
+    assert_eq!(totals(&app).await, (2, 1, 4));
+    create_organization(&app, "org-j", "Org J").await;
+    assert_eq!(totals(&app).await, (2, 2, 4));
+    app.stop().await;
+}
+
 /// A listing of more than `KEPT_ORDER_IDS` keeps only its total: its pages are walked, so
 /// rows added behind the api's back show on them, and the total never falls below the page.
 #[tokio::test]
