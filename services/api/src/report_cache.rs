@@ -266,8 +266,12 @@ where
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<K, V>> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn plan(&self, key: &K, generation: Generation, now: Instant) -> Plan<V> {
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut inner = self.lock();
         let mut event_stale = false;
         if let Some(e) = inner.entries.get_mut(key)
             && e.generation.everything == generation.everything
@@ -315,7 +319,7 @@ where
     /// Keeps `value`, computed from the state of `generation` starting at `at` (so a change
     /// during the computation leaves it stale).
     fn store(&self, key: K, value: Arc<V>, generation: Generation, at: Instant, churning: bool) {
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut inner = self.lock();
         self.store_locked(&mut inner, key, value, generation, at, churning);
     }
 
@@ -350,7 +354,7 @@ where
     }
 
     fn refresh_failed(&self, key: &K) {
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut inner = self.lock();
         if let Some(e) = inner.entries.get_mut(key) {
             e.refreshing = false;
         }
@@ -379,11 +383,7 @@ where
     /// after finds the answer, not the finished computation.
     fn end(mut self, value: Outcome<V>, generation: Generation, at: Instant, churning: bool) {
         let Some(key) = self.key.take() else { return };
-        let mut inner = self
-            .cache
-            .inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut inner = self.cache.lock();
         remove_flight(&mut inner, &key, self.id);
         if let Some(v) = &value {
             self.cache
@@ -400,11 +400,7 @@ where
 {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
-            let mut inner = self
-                .cache
-                .inner
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut inner = self.cache.lock();
             remove_flight(&mut inner, &key, self.id);
             // The sender goes with the guard: the waiting see the channel closed.
         }
@@ -624,15 +620,18 @@ mod tests {
         assert_eq!(runs.load(Ordering::SeqCst), 2);
     }
 
+    /// A cache whose keys are an organization or none, with its staleness.
+    fn by_organization(
+        ttl: Duration,
+    ) -> (Staleness, Arc<ReportCache<Option<&'static str>, usize>>) {
+        let staleness = Staleness::default();
+        let cache = ReportCache::bounded(ttl, staleness.clone(), 16, |key| *key);
+        (staleness, cache)
+    }
+
     #[tokio::test]
     async fn an_organization_s_change_refreshes_its_answers_and_leaves_the_others() {
-        let staleness = Staleness::default();
-        let cache = ReportCache::<Option<&'static str>, usize>::bounded(
-            Duration::from_secs(60),
-            staleness.clone(),
-            16,
-            |key| *key,
-        );
+        let (staleness, cache) = by_organization(Duration::from_secs(60));
         let (runs, compute) = counter();
         let get = |key| {
             let (cache, compute) = (cache.clone(), compute.clone());
@@ -670,13 +669,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stream_of_status_events_refreshes_an_answer_at_most_every_four_computations() {
-        let staleness = Staleness::default();
-        let cache = ReportCache::<Option<&'static str>, usize>::bounded(
-            Duration::from_millis(100),
-            staleness.clone(),
-            16,
-            |key| *key,
-        );
+        let (staleness, cache) = by_organization(Duration::from_millis(100));
         let (runs, compute) = slow_counter(Duration::from_millis(50));
         assert_eq!(cache.get(None, compute.clone()).await.as_deref(), Ok(&1));
         // Events every 5 ms and requests every millisecond for 700 ms: refreshed no more

@@ -648,26 +648,7 @@ async fn reports_are_reused_until_a_write_or_for_the_overview_a_status_event() {
 
     // A status event (from any replica, through NATS) makes the overview stale; the cost
     // report counts usage only, which a status event does not change: it stands.
-    let event = moolai_bus::events::StatusEvent {
-        orchestrator_id: "orch-c".into(),
-        organization_id: "org-c".into(),
-        status: moolai_protocol::Status::Active,
-        previous_status: None,
-        is_independent: false,
-        last_seen: Some(now),
-        reason: "registered".into(),
-        at: now,
-    };
-    app.bus
-        .publish(
-            app.bus
-                .subjects()
-                .orchestrator(moolai_bus::Kind::Status, "org-c", "orch-c"),
-            &event,
-        )
-        .await
-        .unwrap();
-    app.bus.flush().await.unwrap();
+    publish_status_event(&app, "org-c", "orch-c").await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while requests(&app.get_ok(overview).await) != 11 {
         assert!(
@@ -688,6 +669,31 @@ async fn reports_are_reused_until_a_write_or_for_the_overview_a_status_event() {
     assert_eq!(body["data"]["total_organizations"], 2);
     assert_eq!(cost_requests(&app.get_ok(costs).await), 111);
     app.stop().await;
+}
+
+/// Publishes a status event (`active`, registered) as the state service of any replica would.
+async fn publish_status_event(app: &TestApp, org: &str, id: &str) {
+    let now = Utc::now();
+    let event = moolai_bus::events::StatusEvent {
+        orchestrator_id: id.into(),
+        organization_id: org.into(),
+        status: moolai_protocol::Status::Active,
+        previous_status: None,
+        is_independent: false,
+        last_seen: Some(now),
+        reason: "registered".into(),
+        at: now,
+    };
+    app.bus
+        .publish(
+            app.bus
+                .subjects()
+                .orchestrator(moolai_bus::Kind::Status, org, id),
+            &event,
+        )
+        .await
+        .unwrap();
+    app.bus.flush().await.unwrap();
 }
 
 /// Registers an orchestrator in `org` straight in the store, behind the api's back.
@@ -778,27 +784,7 @@ async fn a_status_event_makes_its_organization_s_listings_stale_not_others() {
     register_behind_the_back(&app, "org-i", "i-2").await;
     assert_eq!(totals(&app).await, (1, 1, 2));
 
-    let now = Utc::now();
-    let event = moolai_bus::events::StatusEvent {
-        orchestrator_id: "h-2".into(),
-        organization_id: "org-h".into(),
-        status: moolai_protocol::Status::Active,
-        previous_status: None,
-        is_independent: false,
-        last_seen: Some(now),
-        reason: "registered".into(),
-        at: now,
-    };
-    app.bus
-        .publish(
-            app.bus
-                .subjects()
-                .orchestrator(moolai_bus::Kind::Status, "org-h", "h-2"),
-            &event,
-        )
-        .await
-        .unwrap();
-    app.bus.flush().await.unwrap();
+    publish_status_event(&app, "org-h", "h-2").await;
     // Served once more while refreshed in the background.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while totals(&app).await != (2, 1, 4) {
