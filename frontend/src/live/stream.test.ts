@@ -55,3 +55,31 @@ describe('throttle', () => {
     }
   });
 });
+
+describe('throttleWithTrailing', () => {
+  it('runs like throttle, then once more after the calls stop', async () => {
+    const { throttleWithTrailing } = await import('./stream');
+    vi.useFakeTimers();
+    try {
+      let runs = 0;
+      const t = throttleWithTrailing(() => (runs += 1), 2_000, 2_500);
+      t();
+      vi.advanceTimersByTime(150);
+      expect(runs).toBe(1);
+      // A burst: the throttle runs every 2 s, the trailing call waits for the quiet.
+      for (let i = 0; i < 10; i += 1) {
+        t();
+        vi.advanceTimersByTime(500);
+      }
+      expect(runs).toBe(3);
+      vi.advanceTimersByTime(1_000); // the throttle's call asked for during the burst
+      expect(runs).toBe(4);
+      vi.advanceTimersByTime(1_000); // 2.5 s after the last call
+      expect(runs).toBe(5);
+      vi.advanceTimersByTime(10_000);
+      expect(runs).toBe(5);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});

@@ -30,6 +30,25 @@ export function throttle(fn: () => void, intervalMs: number, delayMs = 150): () 
 }
 
 /**
+ * `throttle(fn, intervalMs)` plus one more call `quietMs` after the last request: the API
+ * may answer a refetch during a burst of events from a cache it is refreshing at that moment
+ * (it follows a stream of status events in the background), so the last word comes after
+ * the burst.
+ */
+export function throttleWithTrailing(fn: () => void, intervalMs: number, quietMs: number): () => void {
+  const throttled = throttle(fn, intervalMs);
+  let quiet: ReturnType<typeof setTimeout> | null = null;
+  return () => {
+    throttled();
+    if (quiet !== null) clearTimeout(quiet);
+    quiet = setTimeout(() => {
+      quiet = null;
+      fn();
+    }, quietMs);
+  };
+}
+
+/**
  * Folds one status event into every cached listing page and the cached detail of its
  * orchestrator; says whether any cached page holds that orchestrator.
  */
@@ -62,16 +81,25 @@ export function openStatusStream({ client, token, onState }: StreamOptions): () 
   let everOpened = false;
   let closed = false;
 
-  // Counts that depend on many rows come from the API, refetched at most every 2 s.
-  const refreshCounts = throttle(() => {
-    void client.invalidateQueries({ queryKey: keys.overview });
-    void client.invalidateQueries({ queryKey: ['organizations'] });
-  }, 2_000);
+  // Counts that depend on many rows come from the API, refetched at most every 2 s and once
+  // more 2.5 s after the last event.
+  const refreshCounts = throttleWithTrailing(
+    () => {
+      void client.invalidateQueries({ queryKey: keys.overview });
+      void client.invalidateQueries({ queryKey: ['organizations'] });
+    },
+    2_000,
+    2_500,
+  );
   // An orchestrator not on any cached page (a new one, or a filter now matching): refetch the
-  // visible pages, at most every 3 s.
-  const refreshLists = throttle(() => {
-    void client.invalidateQueries({ queryKey: keys.orchestratorLists });
-  }, 3_000);
+  // visible pages, at most every 3 s and once more 3.5 s after the last such event.
+  const refreshLists = throttleWithTrailing(
+    () => {
+      void client.invalidateQueries({ queryKey: keys.orchestratorLists });
+    },
+    3_000,
+    3_500,
+  );
 
   const resync = () => {
     void client.invalidateQueries({ queryKey: ['orchestrators'] });

@@ -16,13 +16,18 @@
 //!   connection busy per answer instead of recomputing it for every request. While events
 //!   keep coming — the answer was itself computed because of them, less than a TTL past
 //!   that — it is served while one request refreshes it in the background instead of
-//!   making requests wait; the first change after a quiet spell is computed before answering,
-//!   so a dashboard refetching after an event sees it. Cost reports count usage, which a
+//!   making requests wait; the first change after a quiet spell is computed before answering
+//!   (unless a computation is already running), so a dashboard refetching after an event
+//!   sees it — and the dashboard refetches once more after a burst of events, for the
+//!   answers that were still being refreshed. Cost reports count usage, which a
 //!   status event does not change: their cache has its own [`Staleness`], bumped by writes
 //!   only;
 //! - requests for an answer that has to be computed share one computation: the first
-//!   computes, the others wait for it (or, when it fails or is abandoned, compute their
-//!   own), so a burst of dashboards after a write costs one database read, not one each;
+//!   computes, the others wait for it — any started since the last write, status events
+//!   since or not — and when it fails or is abandoned one of them leads the next attempt.
+//!   A burst of dashboards after a write, or a steady stream of events, costs one database
+//!   read at a time per answer, not one per request. An answer never replaces one from a
+//!   computation that started later;
 //! - an answer past its freshness (and younger than it plus nine TTLs) is still served while
 //!   one request refreshes it in the background, so concurrent readers do not queue on the
 //!   database. Writes through another api replica show after at most that long;
@@ -106,20 +111,26 @@ impl Staleness {
 
     /// The generation of answers about `organization` (`None`: not filtered by one).
     pub(crate) fn current_for(&self, organization: Option<&str>) -> Generation {
-        let part = match organization {
-            None => self.0.any_organization.load(Ordering::Acquire),
-            Some(org) => self
-                .0
-                .organizations
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(org)
-                .copied()
-                .unwrap_or(0),
-        };
-        // Read last: a bump of `everything` that clears the organizations is seen.
-        let everything = self.0.everything.load(Ordering::Acquire);
-        Generation { everything, part }
+        match organization {
+            // Never starts over: any `everything` goes with it.
+            None => {
+                let part = self.0.any_organization.load(Ordering::Acquire);
+                let everything = self.0.everything.load(Ordering::Acquire);
+                Generation { everything, part }
+            }
+            Some(org) => {
+                // Both under the lock the counters are cleared (and `everything` bumped)
+                // under: a count from before a clear never pairs with `everything` after it.
+                let orgs = self
+                    .0
+                    .organizations
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let part = orgs.get(org).copied().unwrap_or(0);
+                let everything = self.0.everything.load(Ordering::Acquire);
+                Generation { everything, part }
+            }
+        }
     }
 
     pub(crate) fn current(&self) -> Generation {
@@ -225,43 +236,45 @@ where
         if self.ttl.is_zero() {
             return compute().await.map(Arc::new);
         }
-        let generation = self.staleness.current_for((self.organization_of)(&key));
-        let now = Instant::now();
-        let plan = self.plan(&key, generation, now);
-        match plan {
-            Plan::Fresh(value) => Ok(value),
-            Plan::Refresh(value, churning) => {
-                let cache = self.clone();
-                tokio::spawn(async move {
-                    match compute().await {
-                        Ok(fresh) => cache.store(key, Arc::new(fresh), generation, now, churning),
-                        // Served stale a little longer; the next request past the TTL retries.
-                        Err(_) => cache.refresh_failed(&key),
-                    }
-                });
-                Ok(value)
-            }
-            Plan::Join(mut outcome) => {
-                if let Ok(ended) = outcome.wait_for(Option::is_some).await
-                    && let Some(Some(value)) = &*ended
-                {
-                    return Ok(value.clone());
+        loop {
+            let generation = self.staleness.current_for((self.organization_of)(&key));
+            let now = Instant::now();
+            match self.plan(&key, generation, now) {
+                Plan::Fresh(value) => return Ok(value),
+                Plan::Refresh(value, churning) => {
+                    let cache = self.clone();
+                    tokio::spawn(async move {
+                        match compute().await {
+                            Ok(fresh) => {
+                                cache.store(key, Arc::new(fresh), generation, now, churning);
+                            }
+                            // Served stale a little longer; the next request past the TTL
+                            // retries.
+                            Err(_) => cache.refresh_failed(&key),
+                        }
+                    });
+                    return Ok(value);
                 }
-                // The computation failed or was abandoned: this request tries on its own.
-                let value = Arc::new(compute().await?);
-                self.store(key, value.clone(), generation, now, false);
-                Ok(value)
-            }
-            Plan::Lead(id, outcome, churning) => {
-                let flight = FlightGuard {
-                    cache: self,
-                    key: Some(key),
-                    id,
-                    outcome,
-                };
-                let result = compute().await.map(Arc::new);
-                flight.end(result.as_ref().ok().cloned(), generation, now, churning);
-                result
+                Plan::Join(mut outcome) => {
+                    if let Ok(ended) = outcome.wait_for(Option::is_some).await
+                        && let Some(Some(value)) = &*ended
+                    {
+                        return Ok(value.clone());
+                    }
+                    // The computation failed or was abandoned: plan again, so one of those
+                    // who waited leads the next attempt.
+                }
+                Plan::Lead(id, outcome, churning) => {
+                    let flight = FlightGuard {
+                        cache: self,
+                        key: Some(key),
+                        id,
+                        outcome,
+                    };
+                    let result = compute().await.map(Arc::new);
+                    flight.end(result.as_ref().ok().cloned(), generation, now, churning);
+                    return result;
+                }
             }
         }
     }
@@ -298,8 +311,12 @@ where
                 event_stale = true;
             }
         }
+        // A computation started since the last write answers this request too, even if
+        // status events came after it started (they are followed at most every
+        // `settle_for` anyway): under a stream of events every request would otherwise
+        // start its own.
         if let Some(f) = inner.flights.get(key)
-            && f.generation == generation
+            && f.generation.everything == generation.everything
         {
             return Plan::Join(f.outcome.clone());
         }
@@ -332,8 +349,12 @@ where
         at: Instant,
         churning: bool,
     ) {
-        if inner.entries.len() >= self.max_entries && !inner.entries.contains_key(&key) {
-            inner.entries.clear();
+        match inner.entries.get(&key) {
+            // A computation that started later has already answered: keep the newer answer.
+            Some(kept) if kept.at > at => return,
+            Some(_) => {}
+            None if inner.entries.len() >= self.max_entries => inner.entries.clear(),
+            None => {}
         }
         let settle_for = at
             .elapsed()
@@ -574,14 +595,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn when_the_shared_computation_fails_or_is_abandoned_the_waiting_compute_their_own() {
+    async fn when_the_shared_computation_fails_or_is_abandoned_one_of_the_waiting_leads_again() {
         let cache = ReportCache::<&str, usize>::new(Duration::from_secs(60), Staleness::default());
         let failing = tokio::spawn({
             let cache = cache.clone();
             async move {
                 cache
                     .get("a", || async {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        tokio::time::sleep(Duration::from_millis(200)).await;
                         Err::<usize, _>("down")
                     })
                     .await
@@ -589,12 +610,27 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
         let (runs, compute) = counter();
-        assert_eq!(cache.get("a", compute.clone()).await.as_deref(), Ok(&1));
+        let waiting: Vec<_> = (0..3)
+            .map(|_| {
+                let (cache, compute) = (cache.clone(), compute.clone());
+                tokio::spawn(async move { cache.get("a", compute).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            0,
+            "they wait for the running one"
+        );
         assert_eq!(failing.await.ok().map(|r| r.err()), Some(Some("down")));
+        for w in waiting {
+            assert_eq!(w.await.ok().and_then(Result::ok).as_deref(), Some(&1));
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "one of them computed again");
 
         // A leader whose request goes away mid-computation.
         let abandoned = tokio::time::timeout(
-            Duration::from_millis(20),
+            Duration::from_millis(200),
             cache.get("b", || async {
                 tokio::time::sleep(Duration::from_secs(60)).await;
                 Ok::<usize, &str>(0)
@@ -603,11 +639,19 @@ mod tests {
         let waiting = tokio::spawn({
             let (cache, compute) = (cache.clone(), compute.clone());
             async move {
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
                 cache.get("b", compute).await
             }
         });
+        let check = {
+            let runs = runs.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                runs.load(Ordering::SeqCst)
+            })
+        };
         assert!(abandoned.await.is_err(), "the leader timed out");
+        assert_eq!(check.await.ok(), Some(1), "the other waited meanwhile");
         assert_eq!(
             tokio::time::timeout(Duration::from_secs(5), waiting)
                 .await
@@ -618,6 +662,24 @@ mod tests {
             Some(&2)
         );
         assert_eq!(runs.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn under_a_stream_of_status_events_concurrent_requests_still_share_a_computation() {
+        let (staleness, cache) = by_organization(Duration::from_secs(60));
+        let (runs, compute) = slow_counter(Duration::from_millis(200));
+        let mut waiting = Vec::new();
+        for _ in 0..10 {
+            // Each request sees another generation: an event came since the previous one.
+            staleness.bump_organization("a");
+            let (cache, compute) = (cache.clone(), compute.clone());
+            waiting.push(tokio::spawn(async move { cache.get(None, compute).await }));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        for w in waiting {
+            assert_eq!(w.await.ok().and_then(Result::ok).as_deref(), Some(&1));
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
     }
 
     /// A cache whose keys are an organization or none, with its staleness.

@@ -785,7 +785,7 @@ async fn a_status_event_makes_its_organization_s_listings_stale_not_others() {
     assert_eq!(totals(&app).await, (1, 1, 2));
 
     publish_status_event(&app, "org-h", "h-2").await;
-    // Served once more while refreshed in the background.
+    // The event is seen within a request or two (its delivery through NATS takes a moment).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while totals(&app).await != (2, 1, 4) {
         assert!(
