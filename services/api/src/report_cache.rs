@@ -12,8 +12,9 @@
 //!   orchestrator: answers about its organization and those not filtered by one (an
 //!   organization's listings outlive the churn of the others). Such an answer is computed
 //!   again on the next request, but not before four times what it last took to compute
-//!   (served until then), so a steady stream of events keeps at most a quarter of a database
-//!   connection busy per answer instead of recomputing it for every request. While events
+//!   and not within 100 ms (served until then), so a steady stream of events keeps at most
+//!   a quarter of a database connection busy per answer, and a cheap answer is read at most
+//!   ten times a second, instead of recomputing it for every request. While events
 //!   keep coming — the answer was itself computed because of them, less than a TTL past
 //!   that — it is served while one request refreshes it in the background instead of
 //!   making requests wait; the first change after a quiet spell is computed before answering
@@ -47,6 +48,9 @@ use tokio::sync::watch;
 
 /// An answer stays fresh for at least this many times what it took to compute.
 const COMPUTE_TIMES_KEPT: u32 = 4;
+/// Status events make an answer computed again at most this often (or the TTL if shorter),
+/// however cheap: an organization in a reconnect storm has events every few milliseconds.
+const EVENT_REFRESH_EVERY: Duration = Duration::from_millis(100);
 /// …but no longer than this for that reason (a computation that waited out a database stall
 /// would otherwise keep its answer for minutes).
 const SLOW_FRESH_AT_MOST: Duration = Duration::from_secs(60);
@@ -160,8 +164,8 @@ struct Entry<V> {
     at: Instant,
     /// How long it is served without a refresh: the TTL, or longer for a slow computation.
     fresh_for: Duration,
-    /// Four times what it took to compute: how long it is served without a refresh after
-    /// a status event changed what it counts.
+    /// Four times what it took to compute, at least [`EVENT_REFRESH_EVERY`]: how long it is
+    /// served without a refresh after a status event changed what it counts.
     settle_for: Duration,
     /// Computed because status events changed what it counts.
     churning: bool,
@@ -356,7 +360,7 @@ where
             None if inner.entries.len() >= self.max_entries => inner.entries.clear(),
             None => {}
         }
-        let settle_for = at
+        let compute_times = at
             .elapsed()
             .saturating_mul(COMPUTE_TIMES_KEPT)
             .min(SLOW_FRESH_AT_MOST);
@@ -365,8 +369,8 @@ where
             Entry {
                 value,
                 at,
-                fresh_for: self.ttl.max(settle_for),
-                settle_for,
+                fresh_for: self.ttl.max(compute_times),
+                settle_for: compute_times.max(EVENT_REFRESH_EVERY.min(self.ttl)),
                 generation,
                 refreshing: false,
                 churning,
@@ -699,8 +703,8 @@ mod tests {
             let (cache, compute) = (cache.clone(), compute.clone());
             async move { *cache.get(key, compute).await.unwrap_or_default() }
         };
-        // Older than four times their (instant) computations, each time.
-        let settle = || tokio::time::sleep(Duration::from_millis(5));
+        // Older than `EVENT_REFRESH_EVERY` (and four times their instant computations).
+        let settle = || tokio::time::sleep(Duration::from_millis(110));
         for (key, expected) in [(Some("a"), 1), (Some("b"), 2), (None, 3)] {
             assert_eq!(get(key).await, expected);
         }
