@@ -61,7 +61,7 @@ impl AuthCache {
         if self.ttl.is_zero() {
             return None;
         }
-        let generation = self.generation.current();
+        let generation = self.generation.writes();
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let e = entries.get(token_hash)?;
         (e.generation == generation
@@ -75,14 +75,14 @@ impl AuthCache {
     pub fn start_lookup(&self) -> Lookup {
         Lookup {
             at: Instant::now(),
-            generation: self.generation.current(),
+            generation: self.generation.writes(),
         }
     }
 
     /// Remembers what the lookup started at `lookup` found; a write through this process
     /// since then leaves it unremembered.
     pub fn remember(&self, token_hash: &str, principal: &Principal, lookup: Lookup) {
-        if self.ttl.is_zero() || lookup.generation != self.generation.current() {
+        if self.ttl.is_zero() || lookup.generation != self.generation.writes() {
             return;
         }
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);

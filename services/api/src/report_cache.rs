@@ -21,7 +21,7 @@
 //!   computed before answering (unless a computation is already running). The dashboard
 //!   refetches once more a few seconds after a burst of events, so it ends up showing the
 //!   last of them. Cost reports count usage, which a status event does not change: their
-//!   cache has its own [`Staleness`], bumped by writes only;
+//!   cache follows writes only ([`Follows::Writes`]);
 //! - requests for an answer that has to be computed share one computation: the first
 //!   computes, the others wait for it — any started since the last write, status events
 //!   since or not — and when it fails or is abandoned one of them leads the next attempt.
@@ -138,17 +138,30 @@ impl Staleness {
         }
     }
 
-    pub(crate) fn current(&self) -> Generation {
-        self.current_for(None)
+    /// The generation of answers no status event changes: writes only.
+    pub(crate) fn writes(&self) -> Generation {
+        Generation {
+            everything: self.0.everything.load(Ordering::Acquire),
+            part: 0,
+        }
     }
+}
+
+/// Which changes make a cache's answers stale, besides writes through this process.
+pub enum Follows<K> {
+    /// None: the answers count what no status event changes (usage).
+    Writes,
+    /// Every status event.
+    StatusEvents,
+    /// The status events of the organization a key names, or every one for a key naming none.
+    StatusEventsOf(fn(&K) -> Option<&str>),
 }
 
 pub struct ReportCache<K, V> {
     ttl: Duration,
     max_entries: usize,
     staleness: Staleness,
-    /// The organization a key's answer is about, if it is filtered by exactly one.
-    organization_of: fn(&K) -> Option<&str>,
+    follows: Follows<K>,
     inner: Mutex<Inner<K, V>>,
     flight_ids: AtomicU64,
 }
@@ -202,25 +215,32 @@ where
     K: Eq + Hash + Clone + Send + 'static,
     V: Send + Sync + 'static,
 {
+    /// A cache whose answers every status event makes stale.
     #[must_use]
     pub fn new(ttl: Duration, staleness: Staleness) -> Arc<Self> {
-        Self::bounded(ttl, staleness, MAX_ENTRIES, |_| None)
+        Self::bounded(ttl, staleness, MAX_ENTRIES, Follows::StatusEvents)
     }
 
-    /// A cache of at most `max_entries` keys (for answers larger than a report), whose keys
-    /// are about the organization `organization_of` says (stale only with its changes).
+    /// A cache whose answers only writes make stale.
+    #[must_use]
+    pub fn writes_only(ttl: Duration, staleness: Staleness) -> Arc<Self> {
+        Self::bounded(ttl, staleness, MAX_ENTRIES, Follows::Writes)
+    }
+
+    /// A cache of at most `max_entries` keys (for answers larger than a report), made stale
+    /// by writes and what `follows` says.
     #[must_use]
     pub fn bounded(
         ttl: Duration,
         staleness: Staleness,
         max_entries: usize,
-        organization_of: fn(&K) -> Option<&str>,
+        follows: Follows<K>,
     ) -> Arc<Self> {
         Arc::new(Self {
             ttl,
             max_entries,
             staleness,
-            organization_of,
+            follows,
             inner: Mutex::new(Inner {
                 entries: HashMap::new(),
                 flights: HashMap::new(),
@@ -242,7 +262,7 @@ where
             return compute().await.map(Arc::new);
         }
         loop {
-            let generation = self.staleness.current_for((self.organization_of)(&key));
+            let generation = self.generation(&key);
             let now = Instant::now();
             match self.plan(&key, generation, now) {
                 Plan::Fresh(value) => return Ok(value),
@@ -280,6 +300,16 @@ where
                     flight.end(result.as_ref().ok().cloned(), generation, now, churning);
                     return result;
                 }
+            }
+        }
+    }
+
+    fn generation(&self, key: &K) -> Generation {
+        match self.follows {
+            Follows::Writes => self.staleness.writes(),
+            Follows::StatusEvents => self.staleness.current_for(None),
+            Follows::StatusEventsOf(organization_of) => {
+                self.staleness.current_for(organization_of(key))
             }
         }
     }
@@ -692,7 +722,12 @@ mod tests {
         ttl: Duration,
     ) -> (Staleness, Arc<ReportCache<Option<&'static str>, usize>>) {
         let staleness = Staleness::default();
-        let cache = ReportCache::bounded(ttl, staleness.clone(), 16, |key| *key);
+        let cache = ReportCache::bounded(
+            ttl,
+            staleness.clone(),
+            16,
+            Follows::StatusEventsOf(|key| *key),
+        );
         (staleness, cache)
     }
 

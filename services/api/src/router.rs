@@ -375,7 +375,6 @@ impl Drop for StaleOnDrop {
     fn drop(&mut self) {
         if let Some(state) = self.0.take() {
             state.staleness.bump();
-            state.costs_staleness.bump();
             state.auth_cache.forget_all();
         }
     }

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth_cache::AuthCache;
-use crate::report_cache::{ReportCache, Staleness};
+use crate::report_cache::{Follows, ReportCache, Staleness};
 use crate::routes::events::{CHANNEL_CAPACITY, StatusFanout};
 use crate::settings::ApiSettings;
 use crate::state::{AppState, Shared};
@@ -64,7 +64,6 @@ impl ApiService {
         let tracker = TaskTracker::new();
         let (status_events, _) = broadcast::channel(CHANNEL_CAPACITY);
         let staleness = Staleness::default();
-        let costs_staleness = Staleness::default();
         StatusFanout::start(
             &bus,
             status_events.clone(),
@@ -93,16 +92,15 @@ impl ApiService {
             login_throttle,
             dummy_password_hash,
             overview_cache: ReportCache::new(report_ttl, staleness.clone()),
-            costs_cache: ReportCache::new(report_ttl, costs_staleness.clone()),
+            costs_cache: ReportCache::writes_only(report_ttl, staleness.clone()),
             orchestrator_listings: ReportCache::bounded(
                 report_ttl,
                 staleness.clone(),
                 crate::listings::KEPT_LISTINGS,
-                |key| key.organization_id.as_deref(),
+                Follows::StatusEventsOf(|key| key.organization_id.as_deref()),
             ),
             auth_cache: AuthCache::new(auth_ttl),
             staleness,
-            costs_staleness,
         });
         Ok(Self { state, tracker })
     }

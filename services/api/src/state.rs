@@ -39,12 +39,9 @@ pub struct Shared {
     /// An argon2id hash of a random password, verified against when the user name is
     /// unknown, so an unknown name costs the same time as a wrong password.
     pub dummy_password_hash: String,
-    /// Bumped by every status event and every write through this process: cached reports
-    /// are stale after it.
+    /// Bumped by every write through this process (everything cached is stale after it)
+    /// and, per organization, by every status event (see `report_cache`).
     pub staleness: Staleness,
-    /// Bumped by every write through this process only: a cost report depends on usage,
-    /// which status events do not change (and in a large fleet they come every second).
-    pub costs_staleness: Staleness,
     pub overview_cache: Arc<ReportCache<Option<Vec<String>>, SerializedData>>,
     pub costs_cache: Arc<ReportCache<CostKey, SerializedData>>,
     /// Orchestrator listings' totals and, for smaller listings, their order; kept like the
