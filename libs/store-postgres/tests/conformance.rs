@@ -90,18 +90,6 @@ conformance_tests_two_ttls!(
 
 // ---- PostgreSQL only -------------------------------------------------------------------------
 
-fn new_orchestrator(id: &str, org: &str) -> NewOrchestrator {
-    NewOrchestrator {
-        orchestrator_id: id.into(),
-        organization_id: org.into(),
-        name: None,
-        location: None,
-        features: None,
-        session_config: None,
-        metadata: None,
-    }
-}
-
 async fn create_org(store: &PgStore, id: &str) {
     store
         .create_organization(
@@ -129,7 +117,7 @@ async fn sweep_is_skipped_while_another_replica_holds_the_lock() {
     cleanup_after(db, &[&lenient, &strict], async {
         create_org(&lenient, "org-a").await;
         lenient
-            .register_orchestrator(&new_orchestrator("old", "org-a"), &Actor::system())
+            .register_orchestrator(&NewOrchestrator::new("old", "org-a"), &Actor::system())
             .await
             .expect("register");
         lenient
@@ -287,7 +275,7 @@ async fn database_errors_map_to_store_errors() {
         create_org(&store, "org-a").await;
         let too_long = store
             .register_orchestrator(
-                &new_orchestrator(&"x".repeat(300), "org-a"),
+                &NewOrchestrator::new("x".repeat(300), "org-a"),
                 &Actor::system(),
             )
             .await;
@@ -317,7 +305,7 @@ async fn overlapping_heartbeat_flushes_do_not_deadlock() {
         let ids: Vec<String> = (0..50).map(|i| format!("o{i:02}")).collect();
         for id in &ids {
             store
-                .register_orchestrator(&new_orchestrator(id, "org-a"), &Actor::system())
+                .register_orchestrator(&NewOrchestrator::new(id, "org-a"), &Actor::system())
                 .await
                 .expect("register");
         }

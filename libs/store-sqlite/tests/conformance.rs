@@ -123,18 +123,6 @@ fn usage(orchestrator_id: &str, requests: i64, cost: f64) -> UsageWrite {
     }
 }
 
-fn new_orchestrator(id: &str, org: &str) -> NewOrchestrator {
-    NewOrchestrator {
-        orchestrator_id: id.into(),
-        organization_id: org.into(),
-        name: None,
-        location: None,
-        features: None,
-        session_config: None,
-        metadata: None,
-    }
-}
-
 async fn create_org(store: &SqliteStore, id: &str) {
     store
         .create_organization(
@@ -281,7 +269,7 @@ async fn times_are_stored_in_one_sortable_shape() {
     let store = db.store(TTL).await;
     create_org(&store, "org-a").await;
     store
-        .register_orchestrator(&new_orchestrator("o1", "org-a"), &Actor::system())
+        .register_orchestrator(&NewOrchestrator::new("o1", "org-a"), &Actor::system())
         .await
         .expect("register");
     let at = chrono::DateTime::parse_from_rfc3339("2025-06-02T10:00:00.5+02:00")
@@ -425,7 +413,7 @@ async fn overlapping_heartbeat_flushes_report_each_transition_once() {
     let ids: Vec<String> = (0..50).map(|i| format!("o{i:02}")).collect();
     for id in &ids {
         store
-            .register_orchestrator(&new_orchestrator(id, "org-a"), &Actor::system())
+            .register_orchestrator(&NewOrchestrator::new(id, "org-a"), &Actor::system())
             .await
             .expect("register");
     }
@@ -464,7 +452,7 @@ async fn overlapping_heartbeat_flushes_report_each_transition_once() {
     let old = Utc::now() - TimeDelta::seconds(600);
     let lenient = db.store(LONG_TTL).await;
     lenient
-        .register_orchestrator(&new_orchestrator("old", "org-a"), &Actor::system())
+        .register_orchestrator(&NewOrchestrator::new("old", "org-a"), &Actor::system())
         .await
         .expect("register");
     lenient
@@ -601,7 +589,7 @@ async fn database_errors_map_to_store_errors() {
     create_org(&store, "org-a").await;
     let too_long = store
         .register_orchestrator(
-            &new_orchestrator(&"x".repeat(300), "org-a"),
+            &NewOrchestrator::new("x".repeat(300), "org-a"),
             &Actor::system(),
         )
         .await;

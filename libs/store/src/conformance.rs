@@ -147,15 +147,7 @@ async fn organization(store: &dyn Store, organization_id: &str) {
 async fn preregister(store: &dyn Store, orchestrator_id: &str, organization_id: &str) {
     store
         .register_orchestrator(
-            &NewOrchestrator {
-                orchestrator_id: orchestrator_id.into(),
-                organization_id: organization_id.into(),
-                name: None,
-                location: None,
-                features: None,
-                session_config: None,
-                metadata: None,
-            },
+            &NewOrchestrator::new(orchestrator_id, organization_id),
             &Actor::system(),
         )
         .await
@@ -716,13 +708,8 @@ pub async fn orchestrator_listing_pages_filters_and_searches(store: &dyn Store) 
         store
             .register_orchestrator(
                 &NewOrchestrator {
-                    orchestrator_id: id.into(),
-                    organization_id: org.into(),
                     name: Some(name.into()),
-                    location: None,
-                    features: None,
-                    session_config: None,
-                    metadata: None,
+                    ..NewOrchestrator::new(id, org)
                 },
                 &Actor::system(),
             )

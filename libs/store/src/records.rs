@@ -190,6 +190,22 @@ pub struct NewOrchestrator {
     pub metadata: Option<Value>,
 }
 
+impl NewOrchestrator {
+    /// An orchestrator known by its id and organization only (the rest comes with its hello).
+    #[must_use]
+    pub fn new(orchestrator_id: impl Into<String>, organization_id: impl Into<String>) -> Self {
+        Self {
+            orchestrator_id: orchestrator_id.into(),
+            organization_id: organization_id.into(),
+            name: None,
+            location: None,
+            features: None,
+            session_config: None,
+            metadata: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct IndependenceChange {
     pub previous: bool,

@@ -700,15 +700,7 @@ async fn publish_status_event(app: &TestApp, org: &str, id: &str) {
 async fn register_behind_the_back(app: &TestApp, org: &str, id: &str) {
     app.store
         .register_orchestrator(
-            &moolai_store::NewOrchestrator {
-                orchestrator_id: id.into(),
-                organization_id: org.into(),
-                name: None,
-                location: None,
-                features: None,
-                session_config: None,
-                metadata: None,
-            },
+            &moolai_store::NewOrchestrator::new(id, org),
             &Actor::system(),
         )
         .await
