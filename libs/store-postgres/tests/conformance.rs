@@ -381,6 +381,113 @@ async fn the_organization_name_migration_aligns_old_rows() {
     .await;
 }
 
+/// Each organization's usage per day, summed from the usage rows (`usage_organization_days`
+/// must always say the same).
+async fn usage_days_from_rows(store: &PgStore) -> Vec<(String, String, i64, i64, i64, f64)> {
+    sqlx::query_as(
+        "SELECT organization_id, to_char(date_trunc('day', reported_at, 'UTC') AT TIME ZONE 'UTC', \
+             'YYYY-MM-DD'), sum(requests)::int8, sum(input_tokens)::int8, \
+             sum(output_tokens)::int8, sum(cost) \
+         FROM usage_records GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .fetch_all(store.pool())
+    .await
+    .expect("usage rows by day")
+}
+
+async fn usage_days_kept(store: &PgStore) -> Vec<(String, String, i64, i64, i64, f64)> {
+    sqlx::query_as(
+        "SELECT organization_id, to_char(day AT TIME ZONE 'UTC', 'YYYY-MM-DD'), requests, \
+             input_tokens, output_tokens, cost \
+         FROM usage_organization_days ORDER BY 1, 2",
+    )
+    .fetch_all(store.pool())
+    .await
+    .expect("usage day totals")
+}
+
+/// Usage batches recorded at once (several state replicas) touching the same organizations'
+/// days, in opposite orders, all land in the day totals: none deadlocks, none is lost.
+#[tokio::test]
+async fn concurrent_usage_batches_keep_the_day_totals() {
+    let db = TestDatabase::create().await;
+    let store = db.store(TTL).await;
+    cleanup_after(db, &[&store], async {
+        // Around midnight UTC, so every batch spans two days of three organizations.
+        let midnight = chrono::DateTime::parse_from_rfc3339("2026-01-31T00:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let batches = (0..20_i64).map(|round| {
+            let mut batch: Vec<UsageWrite> = (0..30_i64)
+                .map(|i| UsageWrite {
+                    orchestrator_id: format!("o{i:02}"),
+                    organization_id: format!("org-{}", i % 3),
+                    model: (i % 2 == 0).then(|| "gpt-4o".to_owned()),
+                    requests: 1 + i,
+                    input_tokens: 10 * round,
+                    output_tokens: i,
+                    cost: 0.25,
+                    reported_at: midnight + TimeDelta::seconds(i - 15),
+                })
+                .collect();
+            if round % 2 == 1 {
+                batch.reverse();
+            }
+            let store = &store;
+            async move { store.record_usage(&batch).await }
+        });
+        for result in join_all(batches).await {
+            result.expect("record usage");
+        }
+        let kept = usage_days_kept(&store).await;
+        assert_eq!(kept.len(), 6, "{kept:?}");
+        assert_eq!(kept, usage_days_from_rows(&store).await);
+        assert!((kept.iter().map(|d| d.5).sum::<f64>() - 20.0 * 30.0 * 0.25).abs() < 1e-9);
+    })
+    .await;
+}
+
+/// The day totals' migration fills them from the usage rows already recorded.
+#[tokio::test]
+async fn the_usage_day_totals_migration_counts_earlier_rows() {
+    let db = TestDatabase::create().await;
+    let store = db.store(TTL).await;
+    cleanup_after(db, &[&store], async {
+        sqlx::query(
+            "INSERT INTO usage_records (orchestrator_id, organization_id, model, requests, \
+                 input_tokens, output_tokens, cost, reported_at) VALUES \
+             ('o1', 'org-a', 'm', 1, 10, 5, 0.5, '2026-03-01T23:59:59Z'), \
+             ('o2', 'org-a', NULL, 2, 20, 6, 0.25, '2026-03-01T00:00:00Z'), \
+             ('o1', 'org-a', 'm', 3, 30, 7, 1.0, '2026-03-02T00:00:00Z'), \
+             ('o3', 'org-b', 'm', 4, 40, 8, 2.0, '2026-03-02T12:00:00Z')",
+        )
+        .execute(store.pool())
+        .await
+        .expect("earlier rows");
+        sqlx::query("DROP TABLE usage_organization_days")
+            .execute(store.pool())
+            .await
+            .expect("as before the migration");
+        sqlx::raw_sql(include_str!(
+            "../../../migrations/20261201000001_usage_organization_days.sql"
+        ))
+        .execute(store.pool())
+        .await
+        .expect("migration");
+        let kept = usage_days_kept(&store).await;
+        assert_eq!(
+            kept,
+            vec![
+                ("org-a".into(), "2026-03-01".into(), 3, 30, 11, 0.75),
+                ("org-a".into(), "2026-03-02".into(), 3, 30, 7, 1.0),
+                ("org-b".into(), "2026-03-02".into(), 4, 40, 8, 2.0),
+            ]
+        );
+        assert_eq!(kept, usage_days_from_rows(&store).await);
+    })
+    .await;
+}
+
 /// Organization counts and the overview stay correct and quick with a large fleet (rows
 /// inserted directly to keep set-up short).
 #[tokio::test]

@@ -42,6 +42,10 @@ pub struct ApiArgs {
     /// takes them as real transitions; the rows are left as seeded).
     #[arg(long, default_value_t = 0)]
     pub status_events_per_sec: u32,
+    /// `API_REPORT_CACHE_MS` of the api (its default when absent); 0 computes every answer,
+    /// which measures what a request waits for after a write.
+    #[arg(long)]
+    pub report_cache_ms: Option<u64>,
 }
 
 /// One endpoint's query-string generator.
@@ -67,15 +71,14 @@ pub async fn run(b: &mut Bench, args: &ApiArgs) -> anyhow::Result<String> {
     eprintln!("seeded in {seed_secs:.1} s");
     // TTL of an hour: the "active" rows (heartbeats in the last 20 s at seeding time) stay
     // active for the whole run instead of expiring half-way through it.
-    let (api_port, _) = b
-        .start_api(
-            "api",
-            &[
-                ("HEARTBEAT_TTL_SEC", "3600".to_owned()),
-                ("DATABASE_MAX_CONNECTIONS", args.api_pool.to_string()),
-            ],
-        )
-        .await?;
+    let mut api_env = vec![
+        ("HEARTBEAT_TTL_SEC", "3600".to_owned()),
+        ("DATABASE_MAX_CONNECTIONS", args.api_pool.to_string()),
+    ];
+    if let Some(ms) = args.report_cache_ms {
+        api_env.push(("API_REPORT_CACHE_MS", ms.to_string()));
+    }
+    let (api_port, _) = b.start_api("api", &api_env).await?;
     b.sampler.add(
         "moolai-bench (HTTP load client)",
         crate::procs::Who::Pid(std::process::id()),
@@ -208,6 +211,18 @@ pub async fn run(b: &mut Bench, args: &ApiArgs) -> anyhow::Result<String> {
              stale), the database rows stay as seeded.\n",
             args.status_events_per_sec,
             thousands(published as f64)
+        );
+    }
+    if let Some(ms) = args.report_cache_ms {
+        let _ = writeln!(
+            s,
+            "Report cache: `API_REPORT_CACHE_MS={ms}`{}.\n",
+            if ms == 0 {
+                " — every answer is computed for its request, as the first request after a \
+                 write is"
+            } else {
+                ""
+            }
         );
     }
     let _ = writeln!(
@@ -435,6 +450,24 @@ async fn seed(pool: &sqlx::PgPool, args: &ApiArgs) -> anyhow::Result<()> {
     .bind(orgs)
     .execute(pool)
     .await?;
+    // The day totals the store keeps beside the usage rows (migration
+    // 20261201000001_usage_organization_days), as recording these rows would have left them;
+    // a schema from before them (`--bin-dir` with older binaries) has none.
+    let day_totals: bool =
+        sqlx::query_scalar("SELECT to_regclass('usage_organization_days') IS NOT NULL")
+            .fetch_one(pool)
+            .await?;
+    if day_totals {
+        sqlx::query(
+            "INSERT INTO usage_organization_days (organization_id, day, requests, input_tokens, \
+                 output_tokens, cost) \
+             SELECT organization_id, date_trunc('day', reported_at, 'UTC'), sum(requests), \
+                 sum(input_tokens), sum(output_tokens), sum(cost) \
+             FROM usage_records GROUP BY 1, 2",
+        )
+        .execute(pool)
+        .await?;
+    }
     sqlx::query(
         "INSERT INTO orchestrator_messages (id, orchestrator_id, organization_id, message_type, content, status) \
          SELECT 'msg-' || i, 'orch-' || lpad(((i * 13) % $2)::text, 6, '0'), \
