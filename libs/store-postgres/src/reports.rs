@@ -188,7 +188,10 @@ impl PgStore {
         scope: Option<&[String]>,
     ) -> Result<Overview, StoreError> {
         // `$2` is the scope: NULL for every organization. This month's usage comes from the
-        // organizations' day totals (a month starts on a UTC day), not the usage rows.
+        // organizations' day totals (a month starts on a UTC day), not the usage rows. Pending
+        // messages the controller acts on are all pending ones less those of independent
+        // orchestrators (a message of a deregistered orchestrator counts), read through the
+        // partial index of independent orchestrators instead of a join with every row.
         let row: OverviewRow = sqlx::query_as(concat!(
             "SELECT \
                  (SELECT count(*) FROM organizations \
@@ -200,8 +203,11 @@ impl PgStore {
                   OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(u.organization_ids) a \
                              WHERE a = ANY($2))) AS total_users, \
                  (SELECT count(*) FROM orchestrator_messages m \
-                  LEFT JOIN orchestrator_instances i ON i.orchestrator_id = m.orchestrator_id \
-                  WHERE m.status = 'pending' AND NOT COALESCE(i.is_independent, FALSE) \
+                  WHERE m.status = 'pending' \
+                    AND ($2::text[] IS NULL OR m.organization_id = ANY($2))) \
+                 - (SELECT count(*) FROM orchestrator_messages m \
+                  JOIN orchestrator_instances i ON i.orchestrator_id = m.orchestrator_id \
+                  WHERE m.status = 'pending' AND i.is_independent \
                     AND ($2::text[] IS NULL OR m.organization_id = ANY($2)) \
                  ) AS pending_messages, \
                  u.cost AS cost_this_month, \
