@@ -40,9 +40,9 @@ use moolai_store::{
     CostReport, CredentialQuery, CredentialRevocation, HeartbeatWrite, HelloRegistration,
     IndependenceChange, MessageQuery, MessageRecord, MessageStatus, NewApiToken, NewMessage,
     NewOrchestrator, NewOrchestratorCredential, NewOrganization, NewSession, NewUser,
-    OrchestratorCredentialRecord, OrchestratorQuery, OrchestratorRecord, OrganizationRecord,
-    Overview, Page, Registered, SessionRecord, StatusChange, Store, StoreError, StoreResult,
-    Supervision, SweepOutcome, UsageWrite, UserLogin, UserRecord, UserUpdate,
+    OrchestratorCredentialRecord, OrchestratorQuery, OrchestratorRecord, OrchestratorVersion,
+    OrganizationRecord, Overview, Page, Registered, SessionRecord, StatusChange, Store, StoreError,
+    StoreResult, Supervision, SweepOutcome, UsageWrite, UserLogin, UserRecord, UserUpdate,
 };
 use serde_json::{Map, Value};
 use sqlx::migrate::Migrator;
@@ -325,6 +325,15 @@ impl Store for PgStore {
         ids: &[String],
     ) -> StoreResult<Vec<OrchestratorRecord>> {
         self.orchestrators_by_ids(q, ids).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(ids = ids.len()))]
+    async fn orchestrator_versions_in_order(
+        &self,
+        q: &OrchestratorQuery,
+        ids: &[String],
+    ) -> StoreResult<Option<Vec<OrchestratorVersion>>> {
+        self.orchestrator_versions_by_ids(q, ids).await.map(Some)
     }
 
     #[tracing::instrument(skip_all, fields(orchestrator_id = %orchestrator_id))]

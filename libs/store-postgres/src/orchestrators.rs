@@ -4,7 +4,8 @@
 use moolai_protocol::{DeliveredMessage, Provisioning, Status};
 use moolai_store::{
     Actor, ConnectionRecord, HelloRegistration, IndependenceChange, NewOrchestrator,
-    OrchestratorQuery, OrchestratorRecord, Page, Registered, StoreError, Supervision,
+    OrchestratorQuery, OrchestratorRecord, OrchestratorVersion, Page, Registered, StoreError,
+    Supervision,
 };
 use serde_json::{Map, Value, json};
 use sqlx::postgres::PgArguments;
@@ -362,6 +363,45 @@ impl PgStore {
             .push_bind(ids)
             .push(") ORDER BY o.orchestrator_id");
         self.fetch_records(select).await
+    }
+
+    /// The row versions of [`Self::orchestrators_by_ids`]: the row's `xmin` (the transaction
+    /// that wrote this version of it; every update writes a new version, and the version a
+    /// reader sees is the last one its transaction wrote) and the derived status.
+    pub(crate) async fn orchestrator_versions_by_ids(
+        &self,
+        q: &OrchestratorQuery,
+        ids: &[String],
+    ) -> Result<Vec<OrchestratorVersion>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut select = self.filtered(
+            concat!(
+                "SELECT o.orchestrator_id, o.xmin::text::int8, ",
+                status_sql!("$1"),
+                " FROM orchestrator_instances o"
+            ),
+            q,
+        )?;
+        select
+            .push(" AND o.orchestrator_id = ANY(")
+            .push_bind(ids)
+            .push(") ORDER BY o.orchestrator_id");
+        let rows: Vec<(String, i64, String)> = select
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.into_iter()
+            .map(|(orchestrator_id, version, status)| {
+                Ok(OrchestratorVersion {
+                    orchestrator_id,
+                    version,
+                    status: crate::rows::parse_status(&status)?,
+                })
+            })
+            .collect()
     }
 
     /// Arguments starting with the TTL as `$1`, for builders whose SQL uses `status_sql!("$1")`.

@@ -381,6 +381,72 @@ async fn the_organization_name_migration_aligns_old_rows() {
     .await;
 }
 
+/// Row versions come in listing order with the derived status, only for rows that match the
+/// filters, and change with every write of the row and no other.
+#[tokio::test]
+async fn row_versions_follow_every_write() {
+    let db = TestDatabase::create().await;
+    let store = db.store(TTL).await;
+    cleanup_after(db, &[&store], async {
+        create_org(&store, "org-v").await;
+        for id in ["v-1", "v-2", "v-3"] {
+            store
+                .register_orchestrator(&NewOrchestrator::new(id, "org-v"), &Actor::system())
+                .await
+                .expect("register");
+        }
+        let ids: Vec<String> = ["v-3", "v-1", "v-2", "v-gone"].map(String::from).to_vec();
+        let all = moolai_store::OrchestratorQuery {
+            organization_id: Some("org-v".into()),
+            ..Default::default()
+        };
+        let versions = |q: moolai_store::OrchestratorQuery| {
+            let (store, ids) = (&store, &ids);
+            async move {
+                store
+                    .orchestrator_versions_in_order(&q, ids)
+                    .await
+                    .expect("versions")
+                    .expect("PostgreSQL has row versions")
+            }
+        };
+        let before = versions(all.clone()).await;
+        assert_eq!(
+            before
+                .iter()
+                .map(|v| (v.orchestrator_id.as_str(), v.status))
+                .collect::<Vec<_>>(),
+            vec![
+                ("v-1", Status::Inactive),
+                ("v-2", Status::Inactive),
+                ("v-3", Status::Inactive)
+            ]
+        );
+        assert_eq!(versions(all.clone()).await, before);
+
+        store
+            .flush_heartbeats(&[HeartbeatWrite {
+                orchestrator_id: "v-2".into(),
+                received_at: Utc::now(),
+            }])
+            .await
+            .expect("heartbeat");
+        let after = versions(all.clone()).await;
+        assert_eq!(after[0], before[0]);
+        assert_eq!(after[2], before[2]);
+        assert_ne!(after[1].version, before[1].version);
+        assert_eq!(after[1].status, Status::Active);
+
+        let active = versions(moolai_store::OrchestratorQuery {
+            status: Some(Status::Active),
+            ..all.clone()
+        })
+        .await;
+        assert_eq!(active, vec![after[1].clone()]);
+    })
+    .await;
+}
+
 /// Each organization's usage per day, summed from the usage rows (`usage_organization_days`
 /// must always say the same).
 async fn usage_days_from_rows(store: &PgStore) -> Vec<(String, String, i64, i64, i64, f64)> {

@@ -193,6 +193,17 @@ pub trait Store: Send + Sync + 'static {
         ids: &[String],
     ) -> StoreResult<Vec<OrchestratorRecord>>;
 
+    /// The versions of what [`Store::orchestrators_in_order`] would return for the same
+    /// arguments — far less to read and send than the records, so a caller that keeps records
+    /// by version reads only the changed ones. `None` when this store has no row versions.
+    async fn orchestrator_versions_in_order(
+        &self,
+        _q: &OrchestratorQuery,
+        _ids: &[String],
+    ) -> StoreResult<Option<Vec<OrchestratorVersion>>> {
+        Ok(None)
+    }
+
     async fn get_orchestrator(
         &self,
         orchestrator_id: &str,

@@ -158,6 +158,16 @@ pub struct OrchestratorRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Which version of an orchestrator's row a read would return, and its derived status then:
+/// two reads with the same `version` and `status` return the same record (the version
+/// changes with every write of the row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrchestratorVersion {
+    pub orchestrator_id: String,
+    pub version: i64,
+    pub status: Status,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct OrchestratorQuery {
     /// 1-based.

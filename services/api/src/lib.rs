@@ -35,6 +35,7 @@ pub mod report_cache;
 pub mod responses;
 pub mod router;
 pub mod routes;
+pub mod row_cache;
 pub mod settings;
 pub mod startup;
 pub mod state;

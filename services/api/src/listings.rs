@@ -9,10 +9,15 @@
 //! stopped matching since is left out (that page is short until the kept order is renewed)
 //! and every row shown is read now. Larger listings keep only the total and walk to their page.
 
+use bytes::Bytes;
 use moolai_protocol::Status;
 use moolai_store::{
-    OrchestratorQuery, OrchestratorRecord, Page, Store, StoreResult, page_bounds, page_offset,
+    OrchestratorQuery, OrchestratorRecord, Store, StoreResult, page_bounds, page_offset,
 };
+
+use crate::error::ApiError;
+use crate::responses::SerializedData;
+use crate::row_cache::RowCache;
 
 /// Listings kept at once; past it the cache starts over. With [`KEPT_ORDER_BYTES`], at most
 /// 24 MiB of ids.
@@ -74,41 +79,40 @@ impl KeptListing {
         })
     }
 
-    /// `q`'s page: its items by id from the kept order, or walked to (none without a query
-    /// when the page starts past the kept total), and the kept total — which can be behind
-    /// by as long as it is kept, but is never below what the page shows.
+    /// `q`'s page as the response body (`{"success":true,"data":<Page>}`): its items by id
+    /// from the kept order (those kept in `rows` at their current version taken from there),
+    /// or walked to (none without a query when the page starts past the kept total), and the
+    /// kept total — which can be behind by as long as it is kept, but is never below what the
+    /// page shows.
     ///
     /// # Errors
-    /// The store's.
+    /// The store's, and serializing a record (a bug).
     pub async fn page(
         &self,
         store: &dyn Store,
+        rows: &RowCache,
         q: &OrchestratorQuery,
-    ) -> StoreResult<Page<OrchestratorRecord>> {
+    ) -> Result<SerializedData, ApiError> {
         let (page, page_size) = page_bounds(q.page, q.page_size);
         let offset = page_offset(page, page_size);
-        let items = self.items(store, q, offset, page_size).await?;
+        let items = self.items(store, rows, q, offset, page_size).await?;
         let total = if items.is_empty() {
             self.total
         } else {
             let shown = i64::try_from(items.len()).unwrap_or(i64::MAX);
             self.total.max(offset.saturating_add(shown))
         };
-        Ok(Page {
-            items,
-            total,
-            page,
-            page_size,
-        })
+        Ok(page_body(&items, total, page, page_size))
     }
 
     async fn items(
         &self,
         store: &dyn Store,
+        rows: &RowCache,
         q: &OrchestratorQuery,
         offset: i64,
         page_size: u32,
-    ) -> StoreResult<Vec<OrchestratorRecord>> {
+    ) -> Result<Vec<Bytes>, ApiError> {
         match &self.order {
             Some(order) => {
                 let from = usize::try_from(offset)
@@ -120,11 +124,136 @@ impl KeptListing {
                 if from == to {
                     Ok(Vec::new())
                 } else {
-                    store.orchestrators_in_order(q, &order[from..to]).await
+                    by_id(store, rows, q, &order[from..to]).await
                 }
             }
             None if offset >= self.total => Ok(Vec::new()),
-            None => store.orchestrator_page_items(q).await,
+            None => to_json(&store.orchestrator_page_items(q).await?),
+        }
+    }
+}
+
+/// The orchestrators of `ids` that still match `q`, in order: those kept in `rows` at the
+/// version and status the store gives now from there, the others read (and kept).
+async fn by_id(
+    store: &dyn Store,
+    rows: &RowCache,
+    q: &OrchestratorQuery,
+    ids: &[String],
+) -> Result<Vec<Bytes>, ApiError> {
+    let versions = if rows.enabled() {
+        store.orchestrator_versions_in_order(q, ids).await?
+    } else {
+        None
+    };
+    let Some(versions) = versions else {
+        return to_json(&store.orchestrators_in_order(q, ids).await?);
+    };
+    let mut items: Vec<Option<Bytes>> = versions.iter().map(|v| rows.get(v)).collect();
+    let missing: Vec<String> = versions
+        .iter()
+        .zip(&items)
+        .filter(|(_, kept)| kept.is_none())
+        .map(|(v, _)| v.orchestrator_id.clone())
+        .collect();
+    metrics::counter!("api_orchestrator_records_total", "source" => "kept")
+        .increment((versions.len() - missing.len()) as u64);
+    metrics::counter!("api_orchestrator_records_total", "source" => "read")
+        .increment(missing.len() as u64);
+    if !missing.is_empty() {
+        let mut read: std::collections::HashMap<String, OrchestratorRecord> = store
+            .orchestrators_in_order(q, &missing)
+            .await?
+            .into_iter()
+            .map(|r| (r.orchestrator_id.clone(), r))
+            .collect();
+        for (v, item) in versions.iter().zip(items.iter_mut()) {
+            if item.is_some() {
+                continue;
+            }
+            // Not read: deleted or no longer matching since its version was read.
+            if let Some(record) = read.remove(&v.orchestrator_id) {
+                let json = record_json(&record)?;
+                rows.put(&v.orchestrator_id, v.version, record.status, json.clone());
+                *item = Some(json);
+            }
+        }
+    }
+    Ok(items.into_iter().flatten().collect())
+}
+
+fn record_json(record: &OrchestratorRecord) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(record)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::Internal(format!("serializing an orchestrator: {e}")))
+}
+
+fn to_json(records: &[OrchestratorRecord]) -> Result<Vec<Bytes>, ApiError> {
+    records.iter().map(record_json).collect()
+}
+
+/// `{"success":true,"data":{"items":[…],"total":…,"page":…,"page_size":…}}` around records
+/// already serialized: the bytes `DataResponse<Page<OrchestratorRecord>>` serializes to.
+fn page_body(items: &[Bytes], total: i64, page: u32, page_size: u32) -> SerializedData {
+    let mut body = Vec::with_capacity(items.iter().map(|i| i.len() + 1).sum::<usize>() + 96);
+    body.extend_from_slice(br#"{"success":true,"data":{"items":["#);
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(item);
+    }
+    body.extend_from_slice(
+        format!(r#"],"total":{total},"page":{page},"page_size":{page_size}}}}}"#).as_bytes(),
+    );
+    SerializedData::from_bytes(body.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::response::IntoResponse;
+    use moolai_store::Page;
+    use serde_json::json;
+
+    use super::*;
+    use crate::responses::DataResponse;
+
+    async fn body_of(data: SerializedData) -> Vec<u8> {
+        axum::body::to_bytes(data.into_response().into_body(), usize::MAX)
+            .await
+            .expect("body")
+            .to_vec()
+    }
+
+    /// The page assembled around serialized items is byte for byte what serializing the
+    /// whole page gives.
+    #[tokio::test]
+    async fn a_page_body_is_the_serialized_page() {
+        let items = [
+            json!({"orchestrator_id": "o1", "metadata": {"a": [1, 2]}, "name": "x\"y"}),
+            json!({"orchestrator_id": "o2", "metadata": {}}),
+        ];
+        for (shown, total, page, page_size) in [(2, 7, 3, 2), (0, 0, 1, 50), (1, 1, 1, 100)] {
+            let shown: Vec<serde_json::Value> = items[..shown].to_vec();
+            let serialized: Vec<Bytes> = shown
+                .iter()
+                .map(|v| Bytes::from(serde_json::to_vec(v).expect("item")))
+                .collect();
+            let expected = serde_json::to_vec(&DataResponse {
+                success: true,
+                data: Page {
+                    items: shown,
+                    total,
+                    page,
+                    page_size,
+                },
+            })
+            .expect("page");
+            assert_eq!(
+                String::from_utf8(body_of(page_body(&serialized, total, page, page_size)).await)
+                    .expect("utf-8"),
+                String::from_utf8(expected).expect("utf-8")
+            );
         }
     }
 }

@@ -48,6 +48,14 @@ impl SerializedData {
     }
 }
 
+impl SerializedData {
+    /// A body serialized by the caller, in the same envelope.
+    #[must_use]
+    pub fn from_bytes(body: Bytes) -> Self {
+        Self(body)
+    }
+}
+
 impl IntoResponse for SerializedData {
     fn into_response(self) -> Response {
         ([(CONTENT_TYPE, "application/json")], self.0).into_response()

@@ -33,6 +33,8 @@ Environment:
                            events and writes make them stale (default 1000, 0 = off)
   API_AUTH_CACHE_MS        reuse a resolved token this long; writes through this process
                            forget them all (default 1000, 0 = off)
+  API_ROW_CACHE_ENTRIES    orchestrator records kept by row version for listing pages
+                           (default 100000, about 1 KiB each; 0 = off)
   RUST_LOG, LOG_FORMAT, OTEL_EXPORTER_OTLP_ENDPOINT   logging and tracing";
 
 /// Settings of the api service. Every field is one environment variable (the upper-cased
@@ -97,6 +99,11 @@ pub struct ApiSettings {
     /// replica applies here after at most this long. 0 looks every request up.
     #[serde(default = "default_auth_cache_ms")]
     pub api_auth_cache_ms: u64,
+    /// `API_ROW_CACHE_ENTRIES`: orchestrator records kept as JSON by row version (see
+    /// `row_cache`): a listing page reads the rows' versions and in full only the records
+    /// not kept at that version. About a kibibyte each. 0 reads every record in full.
+    #[serde(default = "default_row_cache_entries")]
+    pub api_row_cache_entries: usize,
 }
 
 fn default_host() -> String {
@@ -126,6 +133,9 @@ fn default_lockout() -> u64 {
 fn default_report_cache_ms() -> u64 {
     1000
 }
+fn default_row_cache_entries() -> usize {
+    100_000
+}
 fn default_auth_cache_ms() -> u64 {
     1000
 }
@@ -148,6 +158,7 @@ impl Default for ApiSettings {
             trust_forwarded_for: false,
             api_report_cache_ms: default_report_cache_ms(),
             api_auth_cache_ms: default_auth_cache_ms(),
+            api_row_cache_entries: default_row_cache_entries(),
         }
     }
 }
@@ -282,6 +293,12 @@ impl ApiSettings {
             return Err(invalid(
                 "API_REPORT_CACHE_MS",
                 "must be between 0 and 60000 milliseconds".into(),
+            ));
+        }
+        if self.api_row_cache_entries > 10_000_000 {
+            return Err(invalid(
+                "API_ROW_CACHE_ENTRIES",
+                "must be between 0 and 10000000".into(),
             ));
         }
         if self.api_auth_cache_ms > 10_000 {

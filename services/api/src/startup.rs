@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth_cache::AuthCache;
 use crate::report_cache::{Follows, ReportCache, Staleness};
 use crate::routes::events::{CHANNEL_CAPACITY, StatusFanout};
+use crate::row_cache::RowCache;
 use crate::settings::ApiSettings;
 use crate::state::{AppState, Shared};
 use crate::throttle::LoginThrottle;
@@ -81,6 +82,7 @@ impl ApiService {
         );
         let report_ttl = Duration::from_millis(settings.api_report_cache_ms);
         let auth_ttl = Duration::from_millis(settings.api_auth_cache_ms);
+        let orchestrator_rows = RowCache::new(settings.api_row_cache_entries);
         let state = AppState::new(Shared {
             store,
             bus,
@@ -100,6 +102,7 @@ impl ApiService {
                 Follows::StatusEventsOf(|key| key.organization_id.as_deref()),
             ),
             auth_cache: AuthCache::new(auth_ttl),
+            orchestrator_rows,
             staleness,
         });
         Ok(Self { state, tracker })

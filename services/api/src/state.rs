@@ -15,6 +15,7 @@ use crate::auth_cache::AuthCache;
 use crate::listings::{KeptListing, OrchestratorListingKey};
 use crate::report_cache::{ReportCache, Staleness};
 use crate::responses::SerializedData;
+use crate::row_cache::RowCache;
 use crate::settings::ApiSettings;
 use crate::throttle::LoginThrottle;
 
@@ -47,6 +48,9 @@ pub struct Shared {
     /// Orchestrator listings' totals and, for smaller listings, their order; kept like the
     /// reports.
     pub orchestrator_listings: Arc<ReportCache<OrchestratorListingKey, KeptListing>>,
+    /// Orchestrator records as JSON by row version, for listing pages
+    /// (`API_ROW_CACHE_ENTRIES`).
+    pub orchestrator_rows: RowCache,
     /// Callers whose token resolved recently (`API_AUTH_CACHE_MS`).
     pub auth_cache: AuthCache,
 }

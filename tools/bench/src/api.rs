@@ -46,6 +46,12 @@ pub struct ApiArgs {
     /// which measures what a request waits for after a write.
     #[arg(long)]
     pub report_cache_ms: Option<u64>,
+    /// Row writes during the measurements: orchestrators per second whose `last_seen` is
+    /// moved to now, in ten batches a second, as the state service's heartbeat flushes do
+    /// (3,333 is 100,000 orchestrators heartbeating every 30 s). Rows not seeded active are
+    /// left alone, so the listings' membership stays as seeded.
+    #[arg(long, default_value_t = 0)]
+    pub row_writes_per_sec: u32,
 }
 
 /// One endpoint's query-string generator.
@@ -130,6 +136,11 @@ pub async fn run(b: &mut Bench, args: &ApiArgs) -> anyhow::Result<String> {
     } else {
         None
     };
+    let writes = if args.row_writes_per_sec > 0 {
+        Some(row_writes(pool.clone(), args))
+    } else {
+        None
+    };
     let max_clients = args.concurrency.iter().copied().max().unwrap_or(1);
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(max_clients)
@@ -174,14 +185,8 @@ pub async fn run(b: &mut Bench, args: &ApiArgs) -> anyhow::Result<String> {
         }
     }
 
-    let published = match churn {
-        Some((task, stop, count)) => {
-            stop.cancel();
-            task.await.ok();
-            count.load(std::sync::atomic::Ordering::Relaxed)
-        }
-        None => 0,
-    };
+    let published = stopped(churn).await;
+    let written = stopped(writes).await;
 
     let mut s = String::new();
     let _ = writeln!(
@@ -211,6 +216,16 @@ pub async fn run(b: &mut Bench, args: &ApiArgs) -> anyhow::Result<String> {
              stale), the database rows stay as seeded.\n",
             args.status_events_per_sec,
             thousands(published as f64)
+        );
+    }
+    if args.row_writes_per_sec > 0 {
+        let _ = writeln!(
+            s,
+            "Row writes: `last_seen` of {} random active orchestrators per second moved to now \
+             ({} in all), in ten `UPDATE … FROM unnest` batches a second like the state \
+             service's heartbeat flushes, from warm-up to the last measurement.\n",
+            args.row_writes_per_sec,
+            thousands(written as f64)
         );
     }
     if let Some(ms) = args.report_cache_ms {
@@ -289,43 +304,77 @@ pub async fn run(b: &mut Bench, args: &ApiArgs) -> anyhow::Result<String> {
     Ok(s)
 }
 
-/// Publishes `status_events_per_sec` status events per second until cancelled; how many
-/// went out is counted.
-async fn churn(
-    nats_url: &str,
-    prefix: &str,
-    args: &ApiArgs,
-) -> anyhow::Result<(
+/// A background load at a steady rate: the task, its stop switch and how many it did.
+type Paced = (
     tokio::task::JoinHandle<()>,
     tokio_util::sync::CancellationToken,
     Arc<std::sync::atomic::AtomicU64>,
-)> {
-    use anyhow::Context as _;
-    let nats = async_nats::connect(nats_url)
-        .await
-        .context("connecting to NATS")?;
+);
+
+/// Calls `step(n)` every `every` until stopped, `n` being how many are due at `rate` per
+/// second since the start less those done (ticks can be late: it catches up); `step` does
+/// them, or fails and ends the load.
+fn paced<F, Fut>(rate: u64, every: Duration, mut step: F) -> Paced
+where
+    F: FnMut(u64) -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
     let stop = tokio_util::sync::CancellationToken::new();
     let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let (n, orgs, rate) = (
-        args.orchestrators.max(1),
-        args.organizations.max(1),
-        u64::from(args.status_events_per_sec),
-    );
-    let prefix = prefix.to_owned();
     let task = tokio::spawn({
         let (stop, count) = (stop.clone(), count.clone());
         async move {
             let started = Instant::now();
-            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            let mut tick = tokio::time::interval(every);
             loop {
                 tokio::select! {
                     () = stop.cancelled() => break,
                     _ = tick.tick() => {}
                 }
-                // Catch up to the rate since the start (ticks can be late).
                 let due = u64::try_from(started.elapsed().as_millis() * u128::from(rate) / 1000)
                     .unwrap_or(u64::MAX);
-                while count.load(std::sync::atomic::Ordering::Relaxed) < due {
+                let n = due.saturating_sub(count.load(std::sync::atomic::Ordering::Relaxed));
+                if n > 0 {
+                    if let Err(e) = step(n).await {
+                        eprintln!("background load stopped: {e:#}");
+                        break;
+                    }
+                    count.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    (task, stop, count)
+}
+
+/// Stops a background load; how many it did.
+async fn stopped(paced: Option<Paced>) -> u64 {
+    match paced {
+        Some((task, stop, count)) => {
+            stop.cancel();
+            task.await.ok();
+            count.load(std::sync::atomic::Ordering::Relaxed)
+        }
+        None => 0,
+    }
+}
+
+/// Publishes `status_events_per_sec` status events per second (random orchestrators of
+/// random organizations) until stopped.
+async fn churn(nats_url: &str, prefix: &str, args: &ApiArgs) -> anyhow::Result<Paced> {
+    use anyhow::Context as _;
+    let nats = async_nats::connect(nats_url)
+        .await
+        .context("connecting to NATS")?;
+    let (n, orgs) = (args.orchestrators.max(1), args.organizations.max(1));
+    let prefix = prefix.to_owned();
+    Ok(paced(
+        u64::from(args.status_events_per_sec),
+        Duration::from_millis(10),
+        move |due| {
+            let (nats, prefix) = (nats.clone(), prefix.clone());
+            async move {
+                for _ in 0..due {
                     let i = rand::rng().random_range(0..n);
                     let (org, orch) = (format!("org-{:03}", i % orgs), format!("orch-{i:06}"));
                     let status = if rand::rng().random_bool(0.5) {
@@ -339,20 +388,47 @@ async fn churn(
                         "is_independent": false, "last_seen": now, "reason": "heartbeat", "at": now,
                     });
                     let subject = format!("{prefix}.v1.{org}.{orch}.status");
-                    if nats
-                        .publish(subject, event.to_string().into())
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                    count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    nats.publish(subject, event.to_string().into()).await?;
                 }
+                nats.flush().await?;
+                Ok(())
             }
-            nats.flush().await.ok();
-        }
-    });
-    Ok((task, stop, count))
+        },
+    ))
+}
+
+/// Moves `last_seen` of random active orchestrators to now at `--row-writes-per-sec`, in
+/// ten batches a second (one `UPDATE … FROM unnest` each, like a heartbeat flush).
+fn row_writes(pool: sqlx::PgPool, args: &ApiArgs) -> Paced {
+    let (n, orgs) = (args.orchestrators.max(1), args.organizations.max(1));
+    paced(
+        u64::from(args.row_writes_per_sec),
+        Duration::from_millis(100),
+        move |due| {
+            // Orchestrator i is seeded active when i ÷ organizations mod 10 < 6.
+            let ids: Vec<String> = (0..due)
+                .map(|_| {
+                    loop {
+                        let i = rand::rng().random_range(0..n);
+                        if i / orgs % 10 < 6 {
+                            break format!("orch-{i:06}");
+                        }
+                    }
+                })
+                .collect();
+            let pool = pool.clone();
+            async move {
+                sqlx::query(
+                    "UPDATE orchestrator_instances o SET last_seen = now() \
+                     FROM unnest($1::text[]) AS b(id) WHERE o.orchestrator_id = b.id",
+                )
+                .bind(&ids)
+                .execute(&pool)
+                .await?;
+                Ok(())
+            }
+        },
+    )
 }
 
 /// `concurrency` clients looping on `path` for `duration`; latencies in seconds and errors.

@@ -174,7 +174,7 @@ async fn orchestrator_page(
     state: &AppState,
     principal: &Principal,
     q: OrchestratorListParams,
-) -> Result<Json<DataResponse<Page<OrchestratorRecord>>>, ApiError> {
+) -> Result<SerializedData, ApiError> {
     let (page, page_size) = validation::page(q.page, q.page_size, ORCHESTRATORS_PAGE_SIZE)?;
     validation::optional_id_param("organization_id", q.organization_id.as_deref())?;
     principal.check_filter(q.organization_id.as_deref())?;
@@ -194,7 +194,8 @@ async fn orchestrator_page(
             KeptListing::read(&*store, &read).await
         })
         .await?;
-    Ok(DataResponse::json(kept.page(&*state.store, &query).await?))
+    kept.page(&*state.store, &state.orchestrator_rows, &query)
+        .await
 }
 
 /// Orchestrators, paginated and filtered; `status` is derived at read time.
@@ -213,7 +214,7 @@ pub async fn list_orchestrators(
     State(state): State<AppState>,
     principal: Principal,
     Query(q): Query<OrchestratorListParams>,
-) -> Result<Json<DataResponse<Page<OrchestratorRecord>>>, ApiError> {
+) -> Result<SerializedData, ApiError> {
     orchestrator_page(&state, &principal, q).await
 }
 
@@ -233,7 +234,7 @@ pub async fn list_orchestrator_instances(
     State(state): State<AppState>,
     principal: Principal,
     Query(q): Query<OrchestratorListParams>,
-) -> Result<Json<DataResponse<Page<OrchestratorRecord>>>, ApiError> {
+) -> Result<SerializedData, ApiError> {
     orchestrator_page(&state, &principal, q).await
 }
 
@@ -264,7 +265,7 @@ pub async fn live_orchestrators(
     State(state): State<AppState>,
     principal: Principal,
     Query(q): Query<LiveParams>,
-) -> Result<Json<DataResponse<Page<OrchestratorRecord>>>, ApiError> {
+) -> Result<SerializedData, ApiError> {
     orchestrator_page(
         &state,
         &principal,

@@ -754,6 +754,66 @@ async fn small_listings_keep_their_order_and_read_their_rows_fresh() {
     app.stop().await;
 }
 
+/// Listing pages keep records by row version: a page read again reads no record in full, a
+/// row written since (behind the api's back, as the state service writes) is read again
+/// alone, and so is one whose status changed with time alone.
+#[tokio::test]
+async fn listing_pages_read_in_full_only_the_records_that_changed() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    let read = Arc::new(AtomicUsize::new(0));
+    let counter = read.clone();
+    let app = crate::helpers::spawn_app_with(
+        |s| s.api_report_cache_ms = 60_000,
+        move |inner| {
+            Arc::new(crate::wrapped_store::WrappedStore {
+                records_read: counter,
+                ..crate::wrapped_store::WrappedStore::new(inner)
+            })
+        },
+    )
+    .await;
+    create_organization(&app, "org-r", "Org R").await;
+    for id in ["r-1", "r-2", "r-3"] {
+        register_behind_the_back(&app, "org-r", id).await;
+    }
+    let list = "/api/v1/controller/orchestrators?organization_id=org-r";
+    let first = app.get_ok(list).await;
+    assert_eq!(listed(&first), (3, named(&["r-1", "r-2", "r-3"])));
+    assert_eq!(read.swap(0, SeqCst), 3);
+    assert_eq!(app.get_ok(list).await, first);
+    assert_eq!(read.swap(0, SeqCst), 0);
+
+    sqlx::query("UPDATE orchestrator_instances SET name = 'renamed' WHERE orchestrator_id = 'r-2'")
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    let body = app.get_ok(list).await;
+    assert_eq!(body["data"]["items"][1]["name"], "renamed");
+    assert_eq!(body["data"]["items"][0], first["data"]["items"][0]);
+    assert_eq!(read.swap(0, SeqCst), 1);
+
+    // Heard from two seconds inside the TTL: active now, inactive two seconds later without
+    // another write.
+    sqlx::query(
+        "UPDATE orchestrator_instances SET last_seen = now() - make_interval(secs => $1 - 2.0) \
+         WHERE orchestrator_id = 'r-3'",
+    )
+    .bind(crate::helpers::HEARTBEAT_TTL.as_secs_f64())
+    .execute(app.store.pool())
+    .await
+    .unwrap();
+    let body = app.get_ok(list).await;
+    assert_eq!(body["data"]["items"][2]["status"], "active");
+    assert_eq!(read.swap(0, SeqCst), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(2_200)).await;
+    let body = app.get_ok(list).await;
+    assert_eq!(body["data"]["items"][2]["status"], "inactive");
+    assert_eq!(read.swap(0, SeqCst), 1);
+    app.stop().await;
+}
+
 /// A status event makes stale what can count its orchestrator: its organization's listings
 /// and the unfiltered one, not another organization's.
 #[tokio::test]

@@ -16,3 +16,4 @@ mod health;
 mod helpers;
 mod messages;
 mod orchestrators;
+mod wrapped_store;

@@ -1,0 +1,188 @@
+//! Orchestrator records as JSON, kept by row version, for listing pages
+//! (`API_ROW_CACHE_ENTRIES`).
+//!
+//! A page of 50 orchestrators read by id was ~0.5 ms of database work (50 rows of 24 columns,
+//! three of them JSON documents turned to text) and as much again in the api (decoding the
+//! rows, building the documents, writing the JSON). A page now first asks the store for the
+//! rows' versions and derived statuses ([`Store::orchestrator_versions_in_order`]), which
+//! reads the same rows but sends three columns, and reads in full only the orchestrators
+//! whose version or status differs from what is kept. Every record shown is as current as
+//! before: a row written since it was kept has another version, and a status that changed
+//! with time alone (an orchestrator that went quiet) another status.
+//!
+//! What is kept under a version is never older than that version: the records are read after
+//! their versions, so a row written in between is kept under the older version with the
+//! newer content and read again on its next use (versions only move forward).
+//!
+//! [`Store::orchestrator_versions_in_order`]: moolai_store::Store::orchestrator_versions_in_order
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use moolai_protocol::Status;
+use moolai_store::OrchestratorVersion;
+
+/// Shards of the map, so concurrent pages rarely wait for one another.
+const SHARDS: usize = 16;
+/// A kept record is not used past this age: versions are transaction ids, which wrap around
+/// after billions of transactions, and an entry this old is no longer worth its memory.
+const MAX_AGE: Duration = Duration::from_secs(300);
+
+struct Entry {
+    version: i64,
+    status: Status,
+    json: Bytes,
+    at: Instant,
+}
+
+pub struct RowCache {
+    shards: Box<[Mutex<HashMap<String, Entry>>]>,
+    per_shard: usize,
+    hasher: std::hash::RandomState,
+}
+
+impl RowCache {
+    /// Keeps up to about `capacity` records; 0 keeps none (pages read every record).
+    #[must_use]
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            per_shard: capacity.div_ceil(SHARDS),
+            hasher: std::hash::RandomState::new(),
+        }
+    }
+
+    #[must_use]
+    pub fn enabled(&self) -> bool {
+        self.per_shard > 0
+    }
+
+    fn shard(&self, orchestrator_id: &str) -> &Mutex<HashMap<String, Entry>> {
+        let index = usize::try_from(self.hasher.hash_one(orchestrator_id) % SHARDS as u64)
+            .unwrap_or_default();
+        &self.shards[index]
+    }
+
+    /// The record kept for exactly this version and status.
+    pub fn get(&self, v: &OrchestratorVersion) -> Option<Bytes> {
+        let shard = self
+            .shard(&v.orchestrator_id)
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        shard
+            .get(&v.orchestrator_id)
+            .filter(|e| e.version == v.version && e.status == v.status)
+            .filter(|e| e.at.elapsed() < MAX_AGE)
+            .map(|e| e.json.clone())
+    }
+
+    /// Keeps `json` (a record read at `version` or later, whose status was `status`).
+    pub fn put(&self, orchestrator_id: &str, version: i64, status: Status, json: Bytes) {
+        if !self.enabled() {
+            return;
+        }
+        let mut shard = self
+            .shard(orchestrator_id)
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if shard.len() >= self.per_shard && !shard.contains_key(orchestrator_id) {
+            shard.retain(|_, e| e.at.elapsed() < MAX_AGE);
+            if shard.len() >= self.per_shard {
+                // Full of recent records: start this shard over rather than track use order
+                // on every read.
+                shard.clear();
+            }
+        }
+        let entry = Entry {
+            version,
+            status,
+            json,
+            at: Instant::now(),
+        };
+        match shard.get_mut(orchestrator_id) {
+            Some(kept) => *kept = entry,
+            None => {
+                shard.insert(orchestrator_id.to_owned(), entry);
+            }
+        }
+    }
+
+    /// Records kept (for tests and metrics).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .len()
+            })
+            .sum()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(id: &str, version: i64, status: Status) -> OrchestratorVersion {
+        OrchestratorVersion {
+            orchestrator_id: id.into(),
+            version,
+            status,
+        }
+    }
+
+    #[test]
+    fn a_record_is_found_only_at_its_version_and_status() {
+        let cache = RowCache::new(100);
+        cache.put("o1", 7, Status::Active, Bytes::from_static(b"{\"a\":1}"));
+        assert_eq!(
+            cache.get(&v("o1", 7, Status::Active)).as_deref(),
+            Some(&b"{\"a\":1}"[..])
+        );
+        assert!(cache.get(&v("o1", 8, Status::Active)).is_none());
+        assert!(cache.get(&v("o1", 7, Status::Inactive)).is_none());
+        assert!(cache.get(&v("o2", 7, Status::Active)).is_none());
+        cache.put("o1", 8, Status::Active, Bytes::from_static(b"{\"a\":2}"));
+        assert_eq!(
+            cache.get(&v("o1", 8, Status::Active)).as_deref(),
+            Some(&b"{\"a\":2}"[..])
+        );
+        assert!(cache.get(&v("o1", 7, Status::Active)).is_none());
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_capacity() {
+        let cache = RowCache::new(64);
+        for i in 0..10_000 {
+            cache.put(
+                &format!("o{i}"),
+                1,
+                Status::Active,
+                Bytes::from_static(b"{}"),
+            );
+            assert!(cache.len() <= 64, "{} kept after {i}", cache.len());
+        }
+        // The last one written is always there.
+        assert!(cache.get(&v("o9999", 1, Status::Active)).is_some());
+    }
+
+    #[test]
+    fn a_cache_of_no_entries_keeps_nothing() {
+        let cache = RowCache::new(0);
+        assert!(!cache.enabled());
+        cache.put("o1", 1, Status::Active, Bytes::from_static(b"{}"));
+        assert!(cache.is_empty());
+        assert!(cache.get(&v("o1", 1, Status::Active)).is_none());
+    }
+}
