@@ -417,6 +417,37 @@ mod tests {
     }
 
     #[test]
+    fn cache_sizes_are_bounded() {
+        for (s, var) in [
+            (
+                ApiSettings {
+                    api_row_cache_entries: 10_000_001,
+                    ..ApiSettings::default()
+                },
+                "API_ROW_CACHE_ENTRIES",
+            ),
+            (
+                ApiSettings {
+                    api_report_cache_ms: 60_001,
+                    ..ApiSettings::default()
+                },
+                "API_REPORT_CACHE_MS",
+            ),
+        ] {
+            assert!(
+                matches!(s.validate(), Err(ConfigError::Invalid { var: v, .. }) if v == var),
+                "{var}"
+            );
+        }
+        let off = ApiSettings {
+            api_row_cache_entries: 0,
+            ..ApiSettings::default()
+        };
+        assert!(off.validate().is_ok());
+        assert_eq!(ApiSettings::default().api_row_cache_entries, 100_000);
+    }
+
+    #[test]
     fn empty_values_mean_unset() {
         let s = ApiSettings {
             dev_bearer_token: Some(SecretString::from("")),
