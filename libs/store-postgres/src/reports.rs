@@ -1,5 +1,5 @@
-//! Usage rows (with each organization's day totals, written by the same statement) and the
-//! reports built from them: the fleet overview and the cost breakdown.
+//! Usage rows (with each organization's day totals, which a trigger on the rows keeps) and
+//! the reports built from them: the fleet overview and the cost breakdown.
 
 use chrono::{DateTime, Utc};
 use moolai_store::{
@@ -145,29 +145,13 @@ impl PgStore {
             costs.push(row.cost);
             reported.push(row.reported_at);
         }
-        // The rows and their organizations' day totals in one statement. The totals are
-        // upserted in key order, so batches written at once by several state replicas lock
-        // shared rows in the same order (no deadlock).
+        // The organizations' day totals are added by the table's trigger (migration
+        // 20261201000003_usage_organization_days_trigger), in the same statement.
         sqlx::query(
-            "WITH batch AS ( \
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], \
-                     $5::int8[], $6::int8[], $7::float8[], $8::timestamptz[]) \
-                     AS b(orchestrator_id, organization_id, model, requests, input_tokens, \
-                         output_tokens, cost, reported_at)), \
-             recorded AS ( \
-                 INSERT INTO usage_records (orchestrator_id, organization_id, model, \
-                     requests, input_tokens, output_tokens, cost, reported_at) \
-                 SELECT * FROM batch) \
-             INSERT INTO usage_organization_days AS d (organization_id, day, requests, \
-                 input_tokens, output_tokens, cost) \
-             SELECT organization_id, date_trunc('day', reported_at, 'UTC'), sum(requests), \
-                 sum(input_tokens), sum(output_tokens), sum(cost) \
-             FROM batch GROUP BY 1, 2 ORDER BY 1, 2 \
-             ON CONFLICT (organization_id, day) DO UPDATE SET \
-                 requests = d.requests + excluded.requests, \
-                 input_tokens = d.input_tokens + excluded.input_tokens, \
-                 output_tokens = d.output_tokens + excluded.output_tokens, \
-                 cost = d.cost + excluded.cost",
+            "INSERT INTO usage_records (orchestrator_id, organization_id, model, requests, \
+                 input_tokens, output_tokens, cost, reported_at) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], \
+                 $6::int8[], $7::float8[], $8::timestamptz[])",
         )
         .bind(&orchestrators)
         .bind(&organizations)
@@ -223,8 +207,9 @@ impl PgStore {
                  WHERE $2::text[] IS NULL OR o.organization_id = ANY($2)) f, \
              ( \
                  SELECT COALESCE(sum(cost), 0)::float8 AS cost, \
-                     COALESCE(sum(requests), 0)::int8 AS requests, \
-                     COALESCE(sum(input_tokens + output_tokens), 0)::int8 AS tokens \
+                     LEAST(COALESCE(sum(requests), 0), 9223372036854775807)::int8 AS requests, \
+                     LEAST(COALESCE(sum(input_tokens::numeric + output_tokens), 0), \
+                         9223372036854775807)::int8 AS tokens \
                  FROM usage_organization_days \
                  WHERE day >= date_trunc('month', now(), 'UTC') \
                    AND ($2::text[] IS NULL OR organization_id = ANY($2)) \

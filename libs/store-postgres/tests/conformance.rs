@@ -513,6 +513,86 @@ async fn concurrent_usage_batches_keep_the_day_totals() {
     .await;
 }
 
+/// Usage counters near the largest bigint (orchestrators send them; they are clamped to it)
+/// saturate the day totals instead of failing the batch, which would fail again on every
+/// retry; the overview saturates too.
+#[tokio::test]
+async fn huge_usage_saturates_the_day_totals() {
+    let db = TestDatabase::create().await;
+    let store = db.store(TTL).await;
+    cleanup_after(db, &[&store], async {
+        let huge = |orchestrator_id: &str| UsageWrite {
+            orchestrator_id: orchestrator_id.into(),
+            organization_id: "org-h".into(),
+            model: None,
+            requests: i64::MAX,
+            input_tokens: i64::MAX,
+            output_tokens: i64::MAX,
+            cost: 1.0,
+            reported_at: Utc::now(),
+        };
+        store
+            .record_usage(&[huge("h-1"), huge("h-2")])
+            .await
+            .expect("one batch");
+        store
+            .record_usage(&[huge("h-3")])
+            .await
+            .expect("a second batch");
+        let kept = usage_days_kept(&store).await;
+        assert_eq!(kept.len(), 1);
+        assert_eq!(
+            (kept[0].2, kept[0].3, kept[0].4, kept[0].5),
+            (i64::MAX, i64::MAX, i64::MAX, 3.0)
+        );
+        let overview = store.overview(None).await.expect("overview");
+        assert_eq!(
+            (overview.requests_this_month, overview.tokens_this_month),
+            (i64::MAX, i64::MAX)
+        );
+    })
+    .await;
+}
+
+/// Usage rows written without the trigger (a writer from before it, during a rolling
+/// deploy) are counted when the trigger's migration runs, and rows after it by the trigger.
+#[tokio::test]
+async fn the_usage_day_totals_trigger_migration_recounts_every_row() {
+    let db = TestDatabase::create().await;
+    let store = db.store(TTL).await;
+    cleanup_after(db, &[&store], async {
+        let row = |orchestrator_id: &str, requests: i64| UsageWrite {
+            orchestrator_id: orchestrator_id.into(),
+            organization_id: "org-t".into(),
+            model: Some("m".into()),
+            requests,
+            input_tokens: 1,
+            output_tokens: 2,
+            cost: 0.5,
+            reported_at: Utc::now(),
+        };
+        store.record_usage(&[row("t-1", 1)]).await.expect("usage");
+        sqlx::query("DROP TRIGGER usage_organization_days_add ON usage_records")
+            .execute(store.pool())
+            .await
+            .expect("as before the trigger");
+        store.record_usage(&[row("t-2", 2)]).await.expect("usage");
+        assert_eq!(usage_days_kept(&store).await[0].2, 1);
+        sqlx::raw_sql(include_str!(
+            "../../../migrations/20261201000003_usage_organization_days_trigger.sql"
+        ))
+        .execute(store.pool())
+        .await
+        .expect("migration");
+        assert_eq!(usage_days_kept(&store).await[0].2, 3);
+        store.record_usage(&[row("t-3", 4)]).await.expect("usage");
+        let kept = usage_days_kept(&store).await;
+        assert_eq!(kept[0].2, 7);
+        assert_eq!(kept, usage_days_from_rows(&store).await);
+    })
+    .await;
+}
+
 /// The day totals' migration fills them from the usage rows already recorded.
 #[tokio::test]
 async fn the_usage_day_totals_migration_counts_earlier_rows() {

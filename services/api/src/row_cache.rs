@@ -1,5 +1,5 @@
 //! Orchestrator records as JSON, kept by row version, for listing pages
-//! (`API_ROW_CACHE_ENTRIES`).
+//! (`API_ROW_CACHE_MB`).
 //!
 //! A page of 50 orchestrators read by id was ~0.5 ms of database work (50 rows of 24 columns,
 //! three of them JSON documents turned to text) and as much again in the api (decoding the
@@ -27,9 +27,12 @@ use moolai_store::OrchestratorVersion;
 
 /// Shards of the map, so concurrent pages rarely wait for one another.
 const SHARDS: usize = 16;
-/// A kept record is not used past this age: versions are transaction ids, which wrap around
-/// after billions of transactions, and an entry this old is no longer worth its memory.
-const MAX_AGE: Duration = Duration::from_secs(300);
+/// A kept record is not used past this age: versions are transaction ids, which a database
+/// restored to an earlier point or a promoted asynchronous standby can hand out again (see
+/// the README), and an entry this old is no longer worth its memory.
+const MAX_AGE: Duration = Duration::from_secs(60);
+/// Bytes counted per entry besides its JSON and id (map slot, `Bytes` header, the entry).
+const ENTRY_OVERHEAD: usize = 128;
 
 struct Entry {
     version: i64,
@@ -38,63 +41,72 @@ struct Entry {
     at: Instant,
 }
 
+impl Entry {
+    fn bytes(&self, orchestrator_id: &str) -> usize {
+        self.json.len() + orchestrator_id.len() + ENTRY_OVERHEAD
+    }
+}
+
+#[derive(Default)]
+struct Shard {
+    entries: HashMap<String, Entry>,
+    bytes: usize,
+}
+
+impl Shard {
+    fn remove(&mut self, orchestrator_id: &str) {
+        if let Some(old) = self.entries.remove(orchestrator_id) {
+            self.bytes -= old.bytes(orchestrator_id);
+        }
+    }
+}
+
 pub struct RowCache {
-    shards: Box<[Mutex<HashMap<String, Entry>>]>,
-    per_shard: usize,
+    shards: Box<[Mutex<Shard>]>,
+    /// Bytes each shard may hold.
+    shard_bytes: usize,
     hasher: std::hash::RandomState,
 }
 
 impl RowCache {
-    /// Keeps up to about `capacity` records; 0 keeps none (pages read every record).
+    /// Keeps records up to about `bytes` of memory; 0 keeps none (pages read every record).
     #[must_use]
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(bytes: usize) -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            per_shard: capacity.div_ceil(SHARDS),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            shard_bytes: bytes / SHARDS,
             hasher: std::hash::RandomState::new(),
         }
     }
 
     #[must_use]
     pub fn enabled(&self) -> bool {
-        self.per_shard > 0
+        self.shard_bytes > 0
     }
 
-    fn shard(&self, orchestrator_id: &str) -> &Mutex<HashMap<String, Entry>> {
+    fn shard(&self, orchestrator_id: &str) -> std::sync::MutexGuard<'_, Shard> {
         let index = usize::try_from(self.hasher.hash_one(orchestrator_id) % SHARDS as u64)
             .unwrap_or_default();
-        &self.shards[index]
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The record kept for exactly this version and status.
     pub fn get(&self, v: &OrchestratorVersion) -> Option<Bytes> {
-        let shard = self
-            .shard(&v.orchestrator_id)
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        shard
+        self.shard(&v.orchestrator_id)
+            .entries
             .get(&v.orchestrator_id)
             .filter(|e| e.version == v.version && e.status == v.status)
             .filter(|e| e.at.elapsed() < MAX_AGE)
             .map(|e| e.json.clone())
     }
 
-    /// Keeps `json` (a record read at `version` or later, whose status was `status`).
+    /// Keeps `json` (a record read at `version` or later, whose status was `status`). A
+    /// record larger than a sixty-fourth of a shard is not kept (it would crowd out many).
     pub fn put(&self, orchestrator_id: &str, version: i64, status: Status, json: Bytes) {
         if !self.enabled() {
             return;
-        }
-        let mut shard = self
-            .shard(orchestrator_id)
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if shard.len() >= self.per_shard && !shard.contains_key(orchestrator_id) {
-            shard.retain(|_, e| e.at.elapsed() < MAX_AGE);
-            if shard.len() >= self.per_shard {
-                // Full of recent records: start this shard over rather than track use order
-                // on every read.
-                shard.clear();
-            }
         }
         let entry = Entry {
             version,
@@ -102,12 +114,24 @@ impl RowCache {
             json,
             at: Instant::now(),
         };
-        match shard.get_mut(orchestrator_id) {
-            Some(kept) => *kept = entry,
-            None => {
-                shard.insert(orchestrator_id.to_owned(), entry);
+        let size = entry.bytes(orchestrator_id);
+        let mut shard = self.shard(orchestrator_id);
+        shard.remove(orchestrator_id);
+        if size > self.shard_bytes / 64 {
+            return;
+        }
+        if shard.bytes + size > self.shard_bytes {
+            shard.entries.retain(|_, e| e.at.elapsed() < MAX_AGE);
+            shard.bytes = shard.entries.iter().map(|(id, e)| e.bytes(id)).sum();
+            if shard.bytes + size > self.shard_bytes {
+                // Full of recent records: start this shard over rather than track use order
+                // on every read.
+                shard.entries.clear();
+                shard.bytes = 0;
             }
         }
+        shard.bytes += size;
+        shard.entries.insert(orchestrator_id.to_owned(), entry);
     }
 
     /// Records kept (for tests and metrics).
@@ -118,6 +142,7 @@ impl RowCache {
             .map(|s| {
                 s.lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .entries
                     .len()
             })
             .sum()
@@ -143,7 +168,7 @@ mod tests {
 
     #[test]
     fn a_record_is_found_only_at_its_version_and_status() {
-        let cache = RowCache::new(100);
+        let cache = RowCache::new(1 << 20);
         cache.put("o1", 7, Status::Active, Bytes::from_static(b"{\"a\":1}"));
         assert_eq!(
             cache.get(&v("o1", 7, Status::Active)).as_deref(),
@@ -162,19 +187,35 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_stays_within_its_capacity() {
-        let cache = RowCache::new(64);
+    fn the_cache_stays_within_its_memory() {
+        // 16 shards of 64 KiB: about 330 records of ~200 bytes each.
+        let cache = RowCache::new(1 << 20);
+        let json = Bytes::from(vec![b' '; 64]);
         for i in 0..10_000 {
-            cache.put(
-                &format!("o{i}"),
-                1,
-                Status::Active,
-                Bytes::from_static(b"{}"),
-            );
-            assert!(cache.len() <= 64, "{} kept after {i}", cache.len());
+            cache.put(&format!("o{i}"), 1, Status::Active, json.clone());
+            let held: usize = cache
+                .shards
+                .iter()
+                .map(|s| {
+                    let s = s.lock().expect("shard");
+                    assert_eq!(
+                        s.bytes,
+                        s.entries.iter().map(|(id, e)| e.bytes(id)).sum::<usize>()
+                    );
+                    s.bytes
+                })
+                .sum();
+            assert!(held <= 1 << 20, "{held} bytes held after {i}");
         }
         // The last one written is always there.
         assert!(cache.get(&v("o9999", 1, Status::Active)).is_some());
+        // Rewriting one record does not count it twice.
+        cache.put("o9999", 2, Status::Active, json.clone());
+        cache.put("o9999", 3, Status::Active, json);
+        assert!(cache.get(&v("o9999", 3, Status::Active)).is_some());
+        // A record larger than a sixty-fourth of a shard is not kept.
+        cache.put("big", 1, Status::Active, Bytes::from(vec![b' '; 1_000]));
+        assert!(cache.get(&v("big", 1, Status::Active)).is_none());
     }
 
     #[test]

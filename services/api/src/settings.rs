@@ -33,8 +33,8 @@ Environment:
                            events and writes make them stale (default 1000, 0 = off)
   API_AUTH_CACHE_MS        reuse a resolved token this long; writes through this process
                            forget them all (default 1000, 0 = off)
-  API_ROW_CACHE_ENTRIES    orchestrator records kept by row version for listing pages
-                           (default 100000, about 1 KiB each; 0 = off)
+  API_ROW_CACHE_MB         memory for orchestrator records kept by row version for listing
+                           pages (default 128, 0 = off)
   RUST_LOG, LOG_FORMAT, OTEL_EXPORTER_OTLP_ENDPOINT   logging and tracing";
 
 /// Settings of the api service. Every field is one environment variable (the upper-cased
@@ -99,11 +99,11 @@ pub struct ApiSettings {
     /// replica applies here after at most this long. 0 looks every request up.
     #[serde(default = "default_auth_cache_ms")]
     pub api_auth_cache_ms: u64,
-    /// `API_ROW_CACHE_ENTRIES`: orchestrator records kept as JSON by row version (see
-    /// `row_cache`): a listing page reads the rows' versions and in full only the records
-    /// not kept at that version. About a kibibyte each. 0 reads every record in full.
-    #[serde(default = "default_row_cache_entries")]
-    pub api_row_cache_entries: usize,
+    /// `API_ROW_CACHE_MB`: mebibytes of orchestrator records kept as JSON by row version
+    /// (see `row_cache`): a listing page reads the rows' versions and in full only the
+    /// records not kept at that version. 0 reads every record in full.
+    #[serde(default = "default_row_cache_mb")]
+    pub api_row_cache_mb: usize,
 }
 
 fn default_host() -> String {
@@ -133,8 +133,8 @@ fn default_lockout() -> u64 {
 fn default_report_cache_ms() -> u64 {
     1000
 }
-fn default_row_cache_entries() -> usize {
-    100_000
+fn default_row_cache_mb() -> usize {
+    128
 }
 fn default_auth_cache_ms() -> u64 {
     1000
@@ -158,7 +158,7 @@ impl Default for ApiSettings {
             trust_forwarded_for: false,
             api_report_cache_ms: default_report_cache_ms(),
             api_auth_cache_ms: default_auth_cache_ms(),
-            api_row_cache_entries: default_row_cache_entries(),
+            api_row_cache_mb: default_row_cache_mb(),
         }
     }
 }
@@ -295,10 +295,10 @@ impl ApiSettings {
                 "must be between 0 and 60000 milliseconds".into(),
             ));
         }
-        if self.api_row_cache_entries > 10_000_000 {
+        if self.api_row_cache_mb > 65_536 {
             return Err(invalid(
-                "API_ROW_CACHE_ENTRIES",
-                "must be between 0 and 10000000".into(),
+                "API_ROW_CACHE_MB",
+                "must be between 0 and 65536 (MiB)".into(),
             ));
         }
         if self.api_auth_cache_ms > 10_000 {
@@ -421,10 +421,10 @@ mod tests {
         for (s, var) in [
             (
                 ApiSettings {
-                    api_row_cache_entries: 10_000_001,
+                    api_row_cache_mb: 65_537,
                     ..ApiSettings::default()
                 },
-                "API_ROW_CACHE_ENTRIES",
+                "API_ROW_CACHE_MB",
             ),
             (
                 ApiSettings {
@@ -440,11 +440,11 @@ mod tests {
             );
         }
         let off = ApiSettings {
-            api_row_cache_entries: 0,
+            api_row_cache_mb: 0,
             ..ApiSettings::default()
         };
         assert!(off.validate().is_ok());
-        assert_eq!(ApiSettings::default().api_row_cache_entries, 100_000);
+        assert_eq!(ApiSettings::default().api_row_cache_mb, 128);
     }
 
     #[test]

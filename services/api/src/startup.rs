@@ -82,7 +82,7 @@ impl ApiService {
         );
         let report_ttl = Duration::from_millis(settings.api_report_cache_ms);
         let auth_ttl = Duration::from_millis(settings.api_auth_cache_ms);
-        let orchestrator_rows = RowCache::new(settings.api_row_cache_entries);
+        let orchestrator_rows = RowCache::new(settings.api_row_cache_mb.saturating_mul(1 << 20));
         let state = AppState::new(Shared {
             store,
             bus,

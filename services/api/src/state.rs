@@ -49,7 +49,7 @@ pub struct Shared {
     /// reports.
     pub orchestrator_listings: Arc<ReportCache<OrchestratorListingKey, KeptListing>>,
     /// Orchestrator records as JSON by row version, for listing pages
-    /// (`API_ROW_CACHE_ENTRIES`).
+    /// (`API_ROW_CACHE_MB`).
     pub orchestrator_rows: RowCache,
     /// Callers whose token resolved recently (`API_AUTH_CACHE_MS`).
     pub auth_cache: AuthCache,

@@ -526,24 +526,6 @@ async fn seed(pool: &sqlx::PgPool, args: &ApiArgs) -> anyhow::Result<()> {
     .bind(orgs)
     .execute(pool)
     .await?;
-    // The day totals the store keeps beside the usage rows (migration
-    // 20261201000001_usage_organization_days), as recording these rows would have left them;
-    // a schema from before them (`--bin-dir` with older binaries) has none.
-    let day_totals: bool =
-        sqlx::query_scalar("SELECT to_regclass('usage_organization_days') IS NOT NULL")
-            .fetch_one(pool)
-            .await?;
-    if day_totals {
-        sqlx::query(
-            "INSERT INTO usage_organization_days (organization_id, day, requests, input_tokens, \
-                 output_tokens, cost) \
-             SELECT organization_id, date_trunc('day', reported_at, 'UTC'), sum(requests), \
-                 sum(input_tokens), sum(output_tokens), sum(cost) \
-             FROM usage_records GROUP BY 1, 2",
-        )
-        .execute(pool)
-        .await?;
-    }
     sqlx::query(
         "INSERT INTO orchestrator_messages (id, orchestrator_id, organization_id, message_type, content, status) \
          SELECT 'msg-' || i, 'orch-' || lpad(((i * 13) % $2)::text, 6, '0'), \
