@@ -40,9 +40,10 @@ use moolai_store::{
     CostReport, CredentialQuery, CredentialRevocation, HeartbeatWrite, HelloRegistration,
     IndependenceChange, MessageQuery, MessageRecord, MessageStatus, NewApiToken, NewMessage,
     NewOrchestrator, NewOrchestratorCredential, NewOrganization, NewSession, NewUser,
-    OrchestratorCredentialRecord, OrchestratorQuery, OrchestratorRecord, OrchestratorVersion,
-    OrganizationRecord, Overview, Page, Registered, SessionRecord, StatusChange, Store, StoreError,
-    StoreResult, Supervision, SweepOutcome, UsageWrite, UserLogin, UserRecord, UserUpdate,
+    OrchestratorCredentialRecord, OrchestratorFacts, OrchestratorQuery, OrchestratorRecord,
+    OrchestratorVersion, OrganizationRecord, Overview, Page, Registered, SessionRecord,
+    StatusChange, Store, StoreError, StoreResult, Supervision, SweepOutcome, UsageWrite, UserLogin,
+    UserRecord, UserUpdate,
 };
 use serde_json::{Map, Value};
 use sqlx::migrate::Migrator;
@@ -334,6 +335,11 @@ impl Store for PgStore {
         ids: &[String],
     ) -> StoreResult<Option<Vec<OrchestratorVersion>>> {
         self.orchestrator_versions_by_ids(q, ids).await.map(Some)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn orchestrator_facts(&self) -> StoreResult<Option<Vec<OrchestratorFacts>>> {
+        self.all_orchestrator_facts().await.map(Some)
     }
 
     #[tracing::instrument(skip_all, fields(orchestrator_id = %orchestrator_id))]

@@ -4,13 +4,13 @@
 use moolai_protocol::{DeliveredMessage, Provisioning, Status};
 use moolai_store::{
     Actor, ConnectionRecord, HelloRegistration, IndependenceChange, NewOrchestrator,
-    OrchestratorQuery, OrchestratorRecord, OrchestratorVersion, Page, Registered, StoreError,
-    Supervision,
+    OrchestratorFacts, OrchestratorQuery, OrchestratorRecord, OrchestratorVersion, Page,
+    Registered, StoreError, Supervision,
 };
 use serde_json::{Map, Value, json};
-use sqlx::postgres::PgArguments;
+use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::types::Json;
-use sqlx::{Arguments, PgConnection, Postgres, QueryBuilder};
+use sqlx::{Arguments, PgConnection, Postgres, QueryBuilder, Row};
 
 use crate::error::db_error;
 use crate::rows::{ConnectionRow, DeliveryRow, OrchestratorRow, ProvisioningRow, parse_status};
@@ -402,6 +402,29 @@ impl PgStore {
                 })
             })
             .collect()
+    }
+
+    /// Every orchestrator's version and status facts, in no particular order.
+    pub(crate) async fn all_orchestrator_facts(
+        &self,
+    ) -> Result<Vec<OrchestratorFacts>, StoreError> {
+        sqlx::query(
+            "SELECT orchestrator_id, organization_id, xmin::text::int8, last_seen, \
+                 is_independent, disconnected_at IS NOT NULL FROM orchestrator_instances",
+        )
+        .try_map(|row: PgRow| {
+            Ok(OrchestratorFacts {
+                orchestrator_id: row.try_get(0)?,
+                organization_id: row.try_get(1)?,
+                version: row.try_get(2)?,
+                last_seen: row.try_get(3)?,
+                is_independent: row.try_get(4)?,
+                disconnected: row.try_get(5)?,
+            })
+        })
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)
     }
 
     /// Arguments starting with the TTL as `$1`, for builders whose SQL uses `status_sql!("$1")`.

@@ -204,6 +204,13 @@ pub trait Store: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Every orchestrator's version and status facts, for a view of the fleet kept in memory
+    /// that answers [`Store::orchestrator_versions_in_order`] without a read per page. `None`
+    /// when this store has no row versions.
+    async fn orchestrator_facts(&self) -> StoreResult<Option<Vec<OrchestratorFacts>>> {
+        Ok(None)
+    }
+
     async fn get_orchestrator(
         &self,
         orchestrator_id: &str,

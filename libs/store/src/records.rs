@@ -168,6 +168,19 @@ pub struct OrchestratorVersion {
     pub status: Status,
 }
 
+/// An orchestrator's row version with what its status and a listing's filters depend on:
+/// one row of a view of the whole fleet kept in memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrchestratorFacts {
+    pub orchestrator_id: String,
+    pub organization_id: String,
+    pub version: i64,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub is_independent: bool,
+    /// Set by an explicit disconnect of the current session.
+    pub disconnected: bool,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct OrchestratorQuery {
     /// 1-based.

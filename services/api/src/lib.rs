@@ -15,10 +15,13 @@
 //! - [`routes`]: handlers, one module per area;
 //! - [`auth`]: bearer tokens → [`auth::Principal`] with a role and an organization scope;
 //! - [`error`], [`extract`], [`validation`], [`responses`]: the HTTP contract;
-//! - [`state`]: what handlers share, and how they publish to NATS.
+//! - [`state`]: what handlers share, and how they publish to NATS;
+//! - [`report_cache`], [`listings`], [`row_cache`], [`fleet_view`], [`auth_cache`]: what is
+//!   kept between requests, and how it is made stale.
 //!
 //! This crate must not write SQL (that is the store's), hold orchestrator sockets (the
-//! edge's), or trust a stored status column (status is derived by the store at read time).
+//! edge's), or trust a stored status column (status is derived at read time, by the store or
+//! with [`moolai_store::derive_status`] from the facts the fleet view read).
 //! It is stateless: replicas share nothing but PostgreSQL and NATS.
 
 // Tests may unwrap: a panic there is a test failure with a line number.
@@ -29,6 +32,7 @@ pub mod auth;
 pub mod auth_cache;
 pub mod error;
 pub mod extract;
+pub mod fleet_view;
 pub mod listings;
 pub mod password;
 pub mod report_cache;

@@ -6,8 +6,11 @@
 //! walking it to page 12, reads hundreds of scattered rows. The total is kept like a report,
 //! and with it, when the listing is small enough, the ids in listing order: a page is then
 //! its slice of ids read by primary key, with the filters applied again, so a row that
-//! stopped matching since is left out (that page is short until the kept order is renewed)
-//! and every row shown is read now. Larger listings keep only the total and walk to their page.
+//! stopped matching since is left out (that page is short until the kept order is renewed).
+//! The rows' versions and statuses come from the fleet view ([`crate::fleet_view`]) when it
+//! can answer, else from the database, and only records not kept at those versions
+//! ([`crate::row_cache`]) are read in full. Larger listings keep only the total and walk to
+//! their page.
 
 use bytes::Bytes;
 use moolai_protocol::Status;
@@ -16,6 +19,7 @@ use moolai_store::{
 };
 
 use crate::error::ApiError;
+use crate::fleet_view::{FleetView, Lookup};
 use crate::responses::SerializedData;
 use crate::row_cache::RowCache;
 
@@ -80,7 +84,8 @@ impl KeptListing {
     }
 
     /// `q`'s page as the response body (`{"success":true,"data":<Page>}`): its items by id
-    /// from the kept order (those kept in `rows` at their current version taken from there),
+    /// from the kept order (those kept in `rows` at their current version taken from there,
+    /// the versions from `view` when it can answer),
     /// or walked to (none without a query when the page starts past the kept total), and the
     /// kept total — which can be behind by as long as it is kept, but is never below what the
     /// page shows.
@@ -91,11 +96,12 @@ impl KeptListing {
         &self,
         store: &dyn Store,
         rows: &RowCache,
+        view: &FleetView,
         q: &OrchestratorQuery,
     ) -> Result<SerializedData, ApiError> {
         let (page, page_size) = page_bounds(q.page, q.page_size);
         let offset = page_offset(page, page_size);
-        let items = self.items(store, rows, q, offset, page_size).await?;
+        let items = self.items(store, rows, view, q, offset, page_size).await?;
         let total = if items.is_empty() {
             self.total
         } else {
@@ -109,6 +115,7 @@ impl KeptListing {
         &self,
         store: &dyn Store,
         rows: &RowCache,
+        view: &FleetView,
         q: &OrchestratorQuery,
         offset: i64,
         page_size: u32,
@@ -124,7 +131,7 @@ impl KeptListing {
                 if from == to {
                     Ok(Vec::new())
                 } else {
-                    by_id(store, rows, q, &order[from..to]).await
+                    by_id(store, rows, view, q, &order[from..to]).await
                 }
             }
             None if offset >= self.total => Ok(Vec::new()),
@@ -134,48 +141,71 @@ impl KeptListing {
 }
 
 /// The orchestrators of `ids` that still match `q`, in order: those kept in `rows` at the
-/// version and status the store gives now from there, the others read (and kept).
+/// version and status `view` or else the store gives now from there, the others read (and
+/// kept when their version is known).
 async fn by_id(
     store: &dyn Store,
     rows: &RowCache,
+    view: &FleetView,
     q: &OrchestratorQuery,
     ids: &[String],
 ) -> Result<Vec<Bytes>, ApiError> {
-    let versions = if rows.enabled() {
-        store.orchestrator_versions_in_order(q, ids).await?
+    if !rows.enabled() {
+        return to_json(&store.orchestrators_in_order(q, ids).await?);
+    }
+    let lookups = if let Some(lookups) = view.lookup(q, ids) {
+        metrics::counter!("api_listing_versions_total", "source" => "view").increment(1);
+        lookups
+    } else if let Some(versions) = store.orchestrator_versions_in_order(q, ids).await? {
+        metrics::counter!("api_listing_versions_total", "source" => "database").increment(1);
+        versions.into_iter().map(Lookup::Current).collect()
     } else {
-        None
-    };
-    let Some(versions) = versions else {
         return to_json(&store.orchestrators_in_order(q, ids).await?);
     };
-    let mut items: Vec<Option<Bytes>> = versions.iter().map(|v| rows.get(v)).collect();
-    let missing: Vec<String> = versions
+    let mut items: Vec<Option<Bytes>> = lookups
+        .iter()
+        .map(|l| match l {
+            Lookup::Current(v) => rows.get(v),
+            Lookup::Excluded | Lookup::Unknown(_) => None,
+        })
+        .collect();
+    // What to read in full: the id, and the version to keep it under when known.
+    let missing: Vec<(usize, &str, Option<i64>)> = lookups
         .iter()
         .zip(&items)
-        .filter(|(_, kept)| kept.is_none())
-        .map(|(v, _)| v.orchestrator_id.clone())
+        .enumerate()
+        .filter_map(|(i, (l, kept))| match l {
+            Lookup::Current(v) if kept.is_none() => {
+                Some((i, v.orchestrator_id.as_str(), Some(v.version)))
+            }
+            Lookup::Unknown(id) => Some((i, id.as_str(), None)),
+            Lookup::Current(_) | Lookup::Excluded => None,
+        })
         .collect();
+    let listed = lookups
+        .iter()
+        .filter(|l| !matches!(l, Lookup::Excluded))
+        .count();
     metrics::counter!("api_orchestrator_records_total", "source" => "kept")
-        .increment((versions.len() - missing.len()) as u64);
+        .increment((listed - missing.len()) as u64);
     metrics::counter!("api_orchestrator_records_total", "source" => "read")
         .increment(missing.len() as u64);
     if !missing.is_empty() {
+        let ids: Vec<String> = missing.iter().map(|(_, id, _)| (*id).to_owned()).collect();
         let mut read: std::collections::HashMap<String, OrchestratorRecord> = store
-            .orchestrators_in_order(q, &missing)
+            .orchestrators_in_order(q, &ids)
             .await?
             .into_iter()
             .map(|r| (r.orchestrator_id.clone(), r))
             .collect();
-        for (v, item) in versions.iter().zip(items.iter_mut()) {
-            if item.is_some() {
-                continue;
-            }
-            // Not read: deleted or no longer matching since its version was read.
-            if let Some(record) = read.remove(&v.orchestrator_id) {
+        for (i, id, version) in missing {
+            // Not read: deleted, or no longer matching since its version was read.
+            if let Some(record) = read.remove(id) {
                 let json = record_json(&record)?;
-                rows.put(&v.orchestrator_id, v.version, record.status, json.clone());
-                *item = Some(json);
+                if let Some(version) = version {
+                    rows.put(id, version, record.status, json.clone());
+                }
+                items[i] = Some(json);
             }
         }
     }

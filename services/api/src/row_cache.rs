@@ -14,6 +14,9 @@
 //! their versions, so a row written in between is kept under the older version with the
 //! newer content and read again on its next use (versions only move forward).
 //!
+//! With the fleet view ([`crate::fleet_view`]) the versions come from memory instead, read
+//! up to an interval earlier, so a record shown can be that much older (see there).
+//!
 //! [`Store::orchestrator_versions_in_order`]: moolai_store::Store::orchestrator_versions_in_order
 
 use std::collections::HashMap;

@@ -35,6 +35,8 @@ Environment:
                            forget them all (default 1000, 0 = off)
   API_ROW_CACHE_MB         memory for orchestrator records kept by row version for listing
                            pages (default 128, 0 = off)
+  API_FLEET_VIEW_MS        read every orchestrator's version and status facts this often
+                           while listings use them, instead of per page (default 1000, 0 = off)
   RUST_LOG, LOG_FORMAT, OTEL_EXPORTER_OTLP_ENDPOINT   logging and tracing";
 
 /// Settings of the api service. Every field is one environment variable (the upper-cased
@@ -104,6 +106,14 @@ pub struct ApiSettings {
     /// records not kept at that version. 0 reads every record in full.
     #[serde(default = "default_row_cache_mb")]
     pub api_row_cache_mb: usize,
+    /// `API_FLEET_VIEW_MS`: how often, while listings use it, the api reads every
+    /// orchestrator's row version and status facts into memory (see `fleet_view`), so a
+    /// listing page finds its rows' versions there instead of asking the database. What a page
+    /// shows can then be this much older than the database (up to twice, and never after a
+    /// write through this process or a status event for the orchestrator). 0 asks the
+    /// database for every page.
+    #[serde(default = "default_fleet_view_ms")]
+    pub api_fleet_view_ms: u64,
 }
 
 fn default_host() -> String {
@@ -136,6 +146,9 @@ fn default_report_cache_ms() -> u64 {
 fn default_row_cache_mb() -> usize {
     128
 }
+fn default_fleet_view_ms() -> u64 {
+    1000
+}
 fn default_auth_cache_ms() -> u64 {
     1000
 }
@@ -159,6 +172,7 @@ impl Default for ApiSettings {
             api_report_cache_ms: default_report_cache_ms(),
             api_auth_cache_ms: default_auth_cache_ms(),
             api_row_cache_mb: default_row_cache_mb(),
+            api_fleet_view_ms: default_fleet_view_ms(),
         }
     }
 }
@@ -292,6 +306,12 @@ impl ApiSettings {
         if self.api_report_cache_ms > 60_000 {
             return Err(invalid(
                 "API_REPORT_CACHE_MS",
+                "must be between 0 and 60000 milliseconds".into(),
+            ));
+        }
+        if self.api_fleet_view_ms > 60_000 {
+            return Err(invalid(
+                "API_FLEET_VIEW_MS",
                 "must be between 0 and 60000 milliseconds".into(),
             ));
         }
@@ -432,6 +452,13 @@ mod tests {
                     ..ApiSettings::default()
                 },
                 "API_REPORT_CACHE_MS",
+            ),
+            (
+                ApiSettings {
+                    api_fleet_view_ms: 60_001,
+                    ..ApiSettings::default()
+                },
+                "API_FLEET_VIEW_MS",
             ),
         ] {
             assert!(

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth_cache::AuthCache;
+use crate::fleet_view::FleetView;
 use crate::report_cache::{Follows, ReportCache, Staleness};
 use crate::routes::events::{CHANNEL_CAPACITY, StatusFanout};
 use crate::row_cache::RowCache;
@@ -65,10 +66,19 @@ impl ApiService {
         let tracker = TaskTracker::new();
         let (status_events, _) = broadcast::channel(CHANNEL_CAPACITY);
         let staleness = Staleness::default();
+        let heartbeat_ttl = chrono::Duration::seconds(
+            i64::try_from(liveness.heartbeat_ttl_sec).context("HEARTBEAT_TTL_SEC is too large")?,
+        );
+        let fleet_view = Arc::new(FleetView::new(
+            Duration::from_millis(settings.api_fleet_view_ms),
+            heartbeat_ttl,
+            staleness.clone(),
+        ));
         StatusFanout::start(
             &bus,
             status_events.clone(),
             staleness.clone(),
+            fleet_view.clone(),
             &tracker,
             shutdown.clone(),
         )
@@ -77,12 +87,10 @@ impl ApiService {
 
         let openapi_json = serde_json::to_vec(&crate::router::openapi())
             .context("cannot encode the OpenAPI document")?;
-        let heartbeat_ttl = chrono::Duration::seconds(
-            i64::try_from(liveness.heartbeat_ttl_sec).context("HEARTBEAT_TTL_SEC is too large")?,
-        );
         let report_ttl = Duration::from_millis(settings.api_report_cache_ms);
         let auth_ttl = Duration::from_millis(settings.api_auth_cache_ms);
         let orchestrator_rows = RowCache::new(settings.api_row_cache_mb.saturating_mul(1 << 20));
+        tracker.spawn(fleet_view.clone().run(store.clone(), shutdown.clone()));
         let state = AppState::new(Shared {
             store,
             bus,
@@ -103,6 +111,7 @@ impl ApiService {
             ),
             auth_cache: AuthCache::new(auth_ttl),
             orchestrator_rows,
+            fleet_view,
             staleness,
         });
         Ok(Self { state, tracker })

@@ -12,6 +12,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth_cache::AuthCache;
+use crate::fleet_view::FleetView;
 use crate::listings::{KeptListing, OrchestratorListingKey};
 use crate::report_cache::{ReportCache, Staleness};
 use crate::responses::SerializedData;
@@ -51,6 +52,9 @@ pub struct Shared {
     /// Orchestrator records as JSON by row version, for listing pages
     /// (`API_ROW_CACHE_MB`).
     pub orchestrator_rows: RowCache,
+    /// Every orchestrator's version and status facts, read in the background
+    /// (`API_FLEET_VIEW_MS`), so listing pages need not ask the database for them.
+    pub fleet_view: Arc<FleetView>,
     /// Callers whose token resolved recently (`API_AUTH_CACHE_MS`).
     pub auth_cache: AuthCache,
 }

@@ -46,6 +46,10 @@ pub struct ApiArgs {
     /// which measures what a request waits for after a write.
     #[arg(long)]
     pub report_cache_ms: Option<u64>,
+    /// `API_FLEET_VIEW_MS` of the api (its default when absent); 0 reads every listing
+    /// page's versions from the database.
+    #[arg(long)]
+    pub fleet_view_ms: Option<u64>,
     /// Row writes during the measurements: orchestrators per second whose `last_seen` is
     /// moved to now, in ten batches a second, as the state service's heartbeat flushes do
     /// (3,333 is 100,000 orchestrators heartbeating every 30 s). Rows not seeded active are
@@ -65,6 +69,22 @@ struct Result_ {
     errors: usize,
     seconds: f64,
     usage: crate::procs::WindowUsage,
+    /// The api's listing counters over the run: pages with versions from the fleet view and
+    /// from the database, records kept and read in full.
+    listing: [f64; 4],
+}
+
+/// The api's listing counters (see [`Result_::listing`]), from its metrics.
+async fn listing_counters(http: &reqwest::Client, metrics_port: u16) -> [f64; 4] {
+    let Ok(m) = crate::prom::scrape(http, metrics_port).await else {
+        return [0.0; 4];
+    };
+    [
+        m.sum("api_listing_versions_total", "source=\"view\""),
+        m.sum("api_listing_versions_total", "source=\"database\""),
+        m.sum("api_orchestrator_records_total", "source=\"kept\""),
+        m.sum("api_orchestrator_records_total", "source=\"read\""),
+    ]
 }
 
 #[allow(clippy::too_many_lines)]
@@ -84,7 +104,10 @@ pub async fn run(b: &mut Bench, args: &ApiArgs) -> anyhow::Result<String> {
     if let Some(ms) = args.report_cache_ms {
         api_env.push(("API_REPORT_CACHE_MS", ms.to_string()));
     }
-    let (api_port, _) = b.start_api("api", &api_env).await?;
+    if let Some(ms) = args.fleet_view_ms {
+        api_env.push(("API_FLEET_VIEW_MS", ms.to_string()));
+    }
+    let (api_port, metrics_port) = b.start_api("api", &api_env).await?;
     b.sampler.add(
         "moolai-bench (HTTP load client)",
         crate::procs::Who::Pid(std::process::id()),
@@ -155,6 +178,7 @@ pub async fn run(b: &mut Bench, args: &ApiArgs) -> anyhow::Result<String> {
             // Warm-up, then the measured run.
             drive(&http, &base, &token, &path, clients, Duration::from_secs(2)).await;
             b.sampler.sample_now().await;
+            let counted = listing_counters(&http, metrics_port).await;
             let t0 = Instant::now();
             let (mut latencies, errors) = drive(
                 &http,
@@ -167,6 +191,10 @@ pub async fn run(b: &mut Bench, args: &ApiArgs) -> anyhow::Result<String> {
             .await;
             b.sampler.sample_now().await;
             let t1 = Instant::now();
+            let mut listing = listing_counters(&http, metrics_port).await;
+            for (now, before) in listing.iter_mut().zip(counted) {
+                *now -= before;
+            }
             latencies.sort_by(f64::total_cmp);
             eprintln!(
                 "{name} × {clients}: {} requests, p99 {}",
@@ -181,6 +209,7 @@ pub async fn run(b: &mut Bench, args: &ApiArgs) -> anyhow::Result<String> {
                 errors,
                 seconds: (t1 - t0).as_secs_f64(),
                 usage: b.sampler.window(t0, t1),
+                listing,
             });
         }
     }
@@ -240,6 +269,17 @@ pub async fn run(b: &mut Bench, args: &ApiArgs) -> anyhow::Result<String> {
             }
         );
     }
+    if let Some(ms) = args.fleet_view_ms {
+        let _ = writeln!(
+            s,
+            "Fleet view: `API_FLEET_VIEW_MS={ms}`{}.\n",
+            if ms == 0 {
+                " — every listing page reads its rows' versions from the database"
+            } else {
+                ""
+            }
+        );
+    }
     let _ = writeln!(
         s,
         "| endpoint (`/api/v1/controller/…`) | clients | requests | req/s | p50 | p90 | p99 | max | errors | api CPU % | postgres backends CPU % | load client CPU % |"
@@ -288,6 +328,27 @@ pub async fn run(b: &mut Bench, args: &ApiArgs) -> anyhow::Result<String> {
             format!("**missed** by {}", missed.join(", "))
         }
     );
+    if results.iter().any(|r| r.listing.iter().any(|n| *n > 0.0)) {
+        let _ = writeln!(
+            s,
+            "\nListing pages by where their rows' versions came from, and records kept or \
+             read in full (the api's `api_listing_versions_total` and \
+             `api_orchestrator_records_total` over each run):\n\n\
+             | endpoint | clients | versions from the fleet view | from the database | records kept | read in full |\n\
+             | --- | --- | --- | --- | --- | --- |"
+        );
+        for r in results
+            .iter()
+            .filter(|r| r.listing.iter().any(|n| *n > 0.0))
+        {
+            let [view, database, kept, read] = r.listing.map(thousands);
+            let _ = writeln!(
+                s,
+                "| `{}` | {} | {view} | {database} | {kept} | {read} |",
+                r.name, r.concurrency
+            );
+        }
+    }
     let _ = writeln!(s, "\nExample requests:");
     for r in results.iter().filter(|r| r.concurrency == max_clients) {
         let _ = writeln!(s, "- `{}`", r.example);

@@ -194,8 +194,13 @@ async fn orchestrator_page(
             KeptListing::read(&*store, &read).await
         })
         .await?;
-    kept.page(&*state.store, &state.orchestrator_rows, &query)
-        .await
+    kept.page(
+        &*state.store,
+        &state.orchestrator_rows,
+        &state.fleet_view,
+        &query,
+    )
+    .await
 }
 
 /// Orchestrators, paginated and filtered; `status` is derived at read time.

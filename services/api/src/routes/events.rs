@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::instrument;
 
+use crate::fleet_view::FleetView;
 use crate::report_cache::Staleness;
 use utoipa::IntoParams;
 
@@ -54,6 +55,7 @@ impl StatusFanout {
         bus: &Bus,
         sender: broadcast::Sender<Arc<StatusEvent>>,
         staleness: Staleness,
+        fleet_view: Arc<FleetView>,
         tracker: &TaskTracker,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
@@ -78,6 +80,7 @@ impl StatusFanout {
                     Ok(event) => {
                         // Cached reports count statuses: stale before anyone hears of it.
                         staleness.bump_organization(&event.organization_id);
+                        fleet_view.forget(&event.orchestrator_id);
                         drop(sender.send(Arc::new(event)));
                     }
                     Err(e) => {

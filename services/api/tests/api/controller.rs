@@ -721,7 +721,14 @@ fn named(list: &[&str]) -> Vec<String> {
 /// every row shown is read now and one deleted since is left out.
 #[tokio::test]
 async fn small_listings_keep_their_order_and_read_their_rows_fresh() {
-    let app = crate::helpers::spawn_app_with(|s| s.api_report_cache_ms = 60_000, |s| s).await;
+    let app = crate::helpers::spawn_app_with(
+        |s| {
+            s.api_report_cache_ms = 60_000;
+            s.api_fleet_view_ms = 0;
+        },
+        |s| s,
+    )
+    .await;
     create_organization(&app, "org-e", "Org E").await;
     register_behind_the_back(&app, "org-e", "e-1").await;
     register_behind_the_back(&app, "org-e", "e-2").await;
@@ -756,7 +763,8 @@ async fn small_listings_keep_their_order_and_read_their_rows_fresh() {
 
 /// Listing pages keep records by row version: a page read again reads no record in full, a
 /// row written since (behind the api's back, as the state service writes) is read again
-/// alone, and so is one whose status changed with time alone.
+/// alone, and so is one whose status changed with time alone. (Versions from the database
+/// for every page: the fleet view is off.)
 #[tokio::test]
 async fn listing_pages_read_in_full_only_the_records_that_changed() {
     use std::sync::Arc;
@@ -765,7 +773,10 @@ async fn listing_pages_read_in_full_only_the_records_that_changed() {
     let read = Arc::new(AtomicUsize::new(0));
     let counter = read.clone();
     let app = crate::helpers::spawn_app_with(
-        |s| s.api_report_cache_ms = 60_000,
+        |s| {
+            s.api_report_cache_ms = 60_000;
+            s.api_fleet_view_ms = 0;
+        },
         move |inner| {
             Arc::new(crate::wrapped_store::WrappedStore {
                 records_read: counter,
@@ -811,6 +822,150 @@ async fn listing_pages_read_in_full_only_the_records_that_changed() {
     let body = app.get_ok(list).await;
     assert_eq!(body["data"]["items"][2]["status"], "inactive");
     assert_eq!(read.swap(0, SeqCst), 1);
+    app.stop().await;
+}
+
+/// An app whose store counts records and version pages read, with a fleet view read every
+/// `view_ms`.
+async fn counting_app(
+    view_ms: u64,
+) -> (
+    TestApp,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let records = std::sync::Arc::<std::sync::atomic::AtomicUsize>::default();
+    let versions = std::sync::Arc::<std::sync::atomic::AtomicUsize>::default();
+    let (r, v) = (records.clone(), versions.clone());
+    let app = crate::helpers::spawn_app_with(
+        |s| {
+            s.api_report_cache_ms = 60_000;
+            s.api_fleet_view_ms = view_ms;
+        },
+        move |inner| {
+            std::sync::Arc::new(crate::wrapped_store::WrappedStore {
+                records_read: r,
+                version_reads: v,
+                ..crate::wrapped_store::WrappedStore::new(inner)
+            })
+        },
+    )
+    .await;
+    (app, records, versions)
+}
+
+/// Requests `list` until a page is answered without reading versions from the database (the
+/// fleet view, read in the background after the first page, answers), each page equal to
+/// `expected`.
+async fn until_the_view_answers(
+    app: &TestApp,
+    list: &str,
+    expected: &Value,
+    versions: &std::sync::atomic::AtomicUsize,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let before = versions.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(&app.get_ok(list).await, expected);
+        if versions.load(std::sync::atomic::Ordering::SeqCst) == before {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fleet view never answered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// With the fleet view, pages ask the database neither for versions nor for the records they
+/// keep. A row written behind the api's back without a status event shows when the view is
+/// read again (here: not within the test); one with a status event shows at once, read from
+/// the database; after a write through the api, pages read versions from the database until
+/// the view is read again.
+#[tokio::test]
+async fn the_fleet_view_answers_pages_and_yields_to_status_events_and_writes() {
+    use std::sync::atomic::Ordering::SeqCst;
+
+    let (app, records, versions) = counting_app(60_000).await;
+    create_organization(&app, "org-v", "Org V").await;
+    for id in ["v-1", "v-2", "v-3"] {
+        register_behind_the_back(&app, "org-v", id).await;
+    }
+    let list = "/api/v1/controller/orchestrators?organization_id=org-v";
+    let first = app.get_ok(list).await;
+    assert_eq!(listed(&first), (3, named(&["v-1", "v-2", "v-3"])));
+    until_the_view_answers(&app, list, &first, &versions).await;
+    records.store(0, SeqCst);
+    let asked = versions.load(SeqCst);
+    for _ in 0..3 {
+        assert_eq!(app.get_ok(list).await, first);
+    }
+    assert_eq!(
+        (versions.load(SeqCst) - asked, records.load(SeqCst)),
+        (0, 0)
+    );
+
+    // Written behind the api's back, no status event: the view does not know yet.
+    for id in ["v-2", "v-3"] {
+        sqlx::query(
+            "UPDATE orchestrator_instances SET name = 'renamed' WHERE orchestrator_id = $1",
+        )
+        .bind(id)
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    }
+    assert_eq!(app.get_ok(list).await, first);
+
+    // A status event for v-3: read from the database from now on, v-2 still from the view.
+    publish_status_event(&app, "org-v", "v-3").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let body = loop {
+        let body = app.get_ok(list).await;
+        if body["data"]["items"][2]["name"] == "renamed" {
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the event was not heard"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(body["data"]["items"][1], first["data"]["items"][1]);
+    assert_eq!(versions.load(SeqCst) - asked, 0);
+
+    // A write through the api: the next page asks the database and shows every change.
+    set_independent(&app, "v-1").await;
+    let body = app.get_ok(list).await;
+    assert_eq!(body["data"]["items"][0]["status"], "independent");
+    assert_eq!(body["data"]["items"][1]["name"], "renamed");
+    assert!(versions.load(SeqCst) > asked);
+    app.stop().await;
+}
+
+/// Written behind the api's back without a status event (a heartbeat, a hello's metadata):
+/// shows once the fleet view is read again, within about its interval.
+#[tokio::test]
+async fn the_fleet_view_shows_other_writes_once_read_again() {
+    let (app, _, versions) = counting_app(300).await;
+    create_organization(&app, "org-w", "Org W").await;
+    register_behind_the_back(&app, "org-w", "w-1").await;
+    let list = "/api/v1/controller/orchestrators?organization_id=org-w";
+    let first = app.get_ok(list).await;
+    until_the_view_answers(&app, list, &first, &versions).await;
+    app.store
+        .update_metadata("w-1", json!({"version": "9.9.9"}).as_object().unwrap())
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.get_ok(list).await["data"]["items"][0]["version"] != "9.9.9" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the view was not read again"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     app.stop().await;
 }
 

@@ -1,5 +1,5 @@
-//! A store for tests that delegates to the real one, with a switch to fail pings and a count
-//! of the orchestrator records read by id.
+//! A store for tests that delegates to the real one, with a switch to fail pings and counts
+//! of the orchestrator records and versions read by id.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -9,11 +9,13 @@ use moolai_store::*;
 use serde_json::{Map, Value};
 
 /// Delegates everything to the real store; `ping` fails while `ping_fails` is set, and
-/// `records_read` counts the orchestrators read by id (`orchestrators_in_order`).
+/// `records_read` counts the orchestrators read by id (`orchestrators_in_order`),
+/// `version_reads` the pages whose versions were read (`orchestrator_versions_in_order`).
 pub struct WrappedStore {
     pub inner: Arc<dyn Store>,
     pub ping_fails: Arc<AtomicBool>,
     pub records_read: Arc<AtomicUsize>,
+    pub version_reads: Arc<AtomicUsize>,
 }
 
 impl WrappedStore {
@@ -22,6 +24,7 @@ impl WrappedStore {
             inner,
             ping_fails: Arc::default(),
             records_read: Arc::default(),
+            version_reads: Arc::default(),
         }
     }
 }
@@ -95,7 +98,11 @@ impl Store for WrappedStore {
         q: &OrchestratorQuery,
         ids: &[String],
     ) -> StoreResult<Option<Vec<OrchestratorVersion>>> {
+        self.version_reads.fetch_add(1, Ordering::SeqCst);
         self.inner.orchestrator_versions_in_order(q, ids).await
+    }
+    async fn orchestrator_facts(&self) -> StoreResult<Option<Vec<OrchestratorFacts>>> {
+        self.inner.orchestrator_facts().await
     }
     async fn list_orchestrators(
         &self,
