@@ -37,13 +37,12 @@ use async_trait::async_trait;
 use moolai_protocol::{DeliveredMessage, Provisioning};
 use moolai_store::{
     Actor, ApiTokenRecord, AuditEntry, AuditQuery, AuditRecord, ConnectionRecord, CostQuery,
-    CostReport, CredentialQuery, CredentialRevocation, HeartbeatWrite, HelloRegistration,
-    IndependenceChange, MessageQuery, MessageRecord, MessageStatus, NewApiToken, NewMessage,
-    NewOrchestrator, NewOrchestratorCredential, NewOrganization, NewSession, NewUser,
-    OrchestratorCredentialRecord, OrchestratorFacts, OrchestratorQuery, OrchestratorRecord,
-    OrchestratorVersion, OrganizationRecord, Overview, Page, Registered, SessionRecord,
-    StatusChange, Store, StoreError, StoreResult, Supervision, SweepOutcome, UsageWrite, UserLogin,
-    UserRecord, UserUpdate,
+    CostReport, CredentialQuery, CredentialRevocation, FleetFacts, HeartbeatWrite,
+    HelloRegistration, IndependenceChange, MessageQuery, MessageRecord, MessageStatus, NewApiToken,
+    NewMessage, NewOrchestrator, NewOrchestratorCredential, NewOrganization, NewSession, NewUser,
+    OrchestratorCredentialRecord, OrchestratorQuery, OrchestratorRecord, OrchestratorVersion,
+    OrganizationRecord, Overview, Page, Registered, SessionRecord, StatusChange, Store, StoreError,
+    StoreResult, Supervision, SweepOutcome, UsageWrite, UserLogin, UserRecord, UserUpdate,
 };
 use serde_json::{Map, Value};
 use sqlx::migrate::Migrator;
@@ -338,7 +337,7 @@ impl Store for PgStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn orchestrator_facts(&self) -> StoreResult<Option<Vec<OrchestratorFacts>>> {
+    async fn orchestrator_facts(&self) -> StoreResult<Option<FleetFacts>> {
         self.all_orchestrator_facts().await.map(Some)
     }
 

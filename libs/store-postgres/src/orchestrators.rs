@@ -3,7 +3,7 @@
 
 use moolai_protocol::{DeliveredMessage, Provisioning, Status};
 use moolai_store::{
-    Actor, ConnectionRecord, HelloRegistration, IndependenceChange, NewOrchestrator,
+    Actor, ConnectionRecord, FleetFacts, HelloRegistration, IndependenceChange, NewOrchestrator,
     OrchestratorFacts, OrchestratorQuery, OrchestratorRecord, OrchestratorVersion, Page,
     Registered, StoreError, Supervision,
 };
@@ -404,11 +404,15 @@ impl PgStore {
             .collect()
     }
 
-    /// Every orchestrator's version and status facts, in no particular order.
-    pub(crate) async fn all_orchestrator_facts(
-        &self,
-    ) -> Result<Vec<OrchestratorFacts>, StoreError> {
-        sqlx::query(
+    /// Every orchestrator's version and status facts, in no particular order, and the
+    /// database's next transaction id, read just before.
+    pub(crate) async fn all_orchestrator_facts(&self) -> Result<FleetFacts, StoreError> {
+        let next_transaction: i64 =
+            sqlx::query_scalar("SELECT txid_snapshot_xmax(txid_current_snapshot())")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_error)?;
+        let orchestrators = sqlx::query(
             "SELECT orchestrator_id, organization_id, xmin::text::int8, last_seen, \
                  is_independent, disconnected_at IS NOT NULL FROM orchestrator_instances",
         )
@@ -424,7 +428,11 @@ impl PgStore {
         })
         .fetch_all(&self.pool)
         .await
-        .map_err(db_error)
+        .map_err(db_error)?;
+        Ok(FleetFacts {
+            next_transaction,
+            orchestrators,
+        })
     }
 
     /// Arguments starting with the TTL as `$1`, for builders whose SQL uses `status_sql!("$1")`.

@@ -447,6 +447,93 @@ async fn row_versions_follow_every_write() {
     .await;
 }
 
+/// The fleet's facts carry every orchestrator with the version a page would read and what
+/// its status is derived from, and a next transaction id that moves forward with writes.
+#[tokio::test]
+async fn fleet_facts_match_the_row_versions_and_move_forward() {
+    let db = TestDatabase::create().await;
+    let store = db.store(TTL).await;
+    cleanup_after(db, &[&store], async {
+        create_org(&store, "org-f").await;
+        for id in ["f-1", "f-2"] {
+            store
+                .register_orchestrator(&NewOrchestrator::new(id, "org-f"), &Actor::system())
+                .await
+                .expect("register");
+        }
+        let seen = Utc::now();
+        store
+            .flush_heartbeats(&[HeartbeatWrite {
+                orchestrator_id: "f-2".into(),
+                received_at: seen,
+            }])
+            .await
+            .expect("heartbeat");
+        store
+            .set_independence("f-1", true, &Actor::system())
+            .await
+            .expect("toggle");
+        let facts = store
+            .orchestrator_facts()
+            .await
+            .expect("facts")
+            .expect("PostgreSQL has row versions");
+        let mut rows = facts.orchestrators.clone();
+        rows.sort_by(|a, b| a.orchestrator_id.cmp(&b.orchestrator_id));
+        let ids: Vec<String> = vec!["f-1".into(), "f-2".into()];
+        let versions = store
+            .orchestrator_versions_in_order(&moolai_store::OrchestratorQuery::default(), &ids)
+            .await
+            .expect("versions")
+            .expect("versions");
+        assert_eq!(
+            rows.iter()
+                .map(|r| (r.orchestrator_id.as_str(), r.version))
+                .collect::<Vec<_>>(),
+            versions
+                .iter()
+                .map(|v| (v.orchestrator_id.as_str(), v.version))
+                .collect::<Vec<_>>()
+        );
+        for (row, v) in rows.iter().zip(&versions) {
+            assert_eq!(row.organization_id, "org-f");
+            assert_eq!(
+                moolai_store::derive_status(
+                    row.is_independent,
+                    row.last_seen,
+                    row.disconnected,
+                    Utc::now(),
+                    TimeDelta::from_std(TTL).expect("ttl"),
+                ),
+                v.status,
+                "{}",
+                row.orchestrator_id
+            );
+        }
+        assert!(rows[0].is_independent);
+        let last_seen = rows[1].last_seen.expect("heard from");
+        assert!(
+            (last_seen - seen).num_milliseconds().abs() < 1,
+            "{last_seen} vs {seen}"
+        );
+
+        store
+            .flush_heartbeats(&[HeartbeatWrite {
+                orchestrator_id: "f-2".into(),
+                received_at: Utc::now(),
+            }])
+            .await
+            .expect("heartbeat");
+        let later = store
+            .orchestrator_facts()
+            .await
+            .expect("facts")
+            .expect("facts");
+        assert!(later.next_transaction > facts.next_transaction);
+    })
+    .await;
+}
+
 /// Each organization's usage per day, summed from the usage rows (`usage_organization_days`
 /// must always say the same).
 async fn usage_days_from_rows(store: &PgStore) -> Vec<(String, String, i64, i64, i64, f64)> {

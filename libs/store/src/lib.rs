@@ -207,7 +207,7 @@ pub trait Store: Send + Sync + 'static {
     /// Every orchestrator's version and status facts, for a view of the fleet kept in memory
     /// that answers [`Store::orchestrator_versions_in_order`] without a read per page. `None`
     /// when this store has no row versions.
-    async fn orchestrator_facts(&self) -> StoreResult<Option<Vec<OrchestratorFacts>>> {
+    async fn orchestrator_facts(&self) -> StoreResult<Option<FleetFacts>> {
         Ok(None)
     }
 

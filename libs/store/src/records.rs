@@ -168,6 +168,16 @@ pub struct OrchestratorVersion {
     pub status: Status,
 }
 
+/// Every orchestrator's [`OrchestratorFacts`], with the database's next transaction id when
+/// they were read (64-bit, never wrapping): a later read with a lower one means the database
+/// went back (restored to an earlier point, or a standby promoted after losing transactions)
+/// and row versions seen before may be handed out again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetFacts {
+    pub next_transaction: i64,
+    pub orchestrators: Vec<OrchestratorFacts>,
+}
+
 /// An orchestrator's row version with what its status and a listing's filters depend on:
 /// one row of a view of the whole fleet kept in memory.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,7 +17,14 @@
 //!   not used.
 //!
 //! Statuses are derived when a page is served, from the `last_seen` read, so an orchestrator
-//! that went quiet leaves the active listing on time. Searches are not answered from it. A read
+//! that went quiet leaves the active listing on time.
+//!
+//! Each read also notes the database's next transaction id. Row versions are transaction ids,
+//! so a database restored to an earlier point, or a standby promoted after losing
+//! transactions, can hand out versions seen before for other contents: a read whose next id
+//! is lower than one seen before forgets every record kept ([`RowCache::clear`]) before the
+//! view is used again. Records kept are trusted for [`MAX_AGE_CHECKED`] on pages the view
+//! answers (a check that ran within two intervals) and for [`MAX_AGE`] otherwise. Searches are not answered from it. A read
 //! runs at most once per interval, or once per four times the last read took when that is
 //! longer (a 100,000-orchestrator fleet reads in ~40 ms), and only while listings use it.
 
@@ -26,11 +33,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use moolai_store::{OrchestratorFacts, OrchestratorQuery, OrchestratorVersion, Store};
+use moolai_store::{FleetFacts, OrchestratorFacts, OrchestratorQuery, OrchestratorVersion, Store};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::report_cache::{Generation, Staleness};
+use crate::row_cache::RowCache;
+#[cfg(doc)]
+use crate::row_cache::{MAX_AGE, MAX_AGE_CHECKED};
 
 /// Status events remembered until the next read; past it, the view is dropped and reads
 /// already started are discarded (whatever they read may miss one of the events).
@@ -106,6 +116,8 @@ struct Inner {
     discard_before: u64,
     /// The store keeps no row versions: the view is never used.
     unsupported: bool,
+    /// The highest next transaction id a read saw.
+    highest_transaction: Option<i64>,
 }
 
 pub struct FleetView {
@@ -226,6 +238,26 @@ impl FleetView {
         }
     }
 
+    /// Notes the next transaction id a read saw; true when it is lower than one seen before
+    /// (the database went back: kept records must be forgotten before the read is used).
+    fn went_back(&self, next_transaction: i64) -> bool {
+        let mut inner = self.lock();
+        let back = inner
+            .highest_transaction
+            .is_some_and(|highest| next_transaction < highest);
+        if back {
+            inner.snapshot = None;
+            inner.highest_transaction = Some(next_transaction);
+        } else {
+            inner.highest_transaction = Some(
+                inner
+                    .highest_transaction
+                    .map_or(next_transaction, |h| h.max(next_transaction)),
+            );
+        }
+        back
+    }
+
     /// Installs what a read that began at `started` (after `events` status events, with the
     /// write generation `writes`) returned, unless it was discarded since.
     fn install(
@@ -247,10 +279,35 @@ impl FleetView {
         drop(old);
     }
 
+    /// Takes in a read: forgets the records kept in `rows` first if the database went back.
+    fn take(
+        &self,
+        started: Instant,
+        writes: Generation,
+        events: u64,
+        facts: FleetFacts,
+        rows: &RowCache,
+    ) {
+        if self.went_back(facts.next_transaction) {
+            rows.clear();
+            metrics::counter!("api_fleet_view_database_went_back_total").increment(1);
+            tracing::warn!(
+                next_transaction = facts.next_transaction,
+                "the database's transaction ids went back (a restore or a failover): kept records forgotten"
+            );
+        }
+        self.install(started, writes, events, facts.orchestrators);
+    }
+
     /// Reads the view whenever a page asks for it, at most once per interval (or four times
     /// the last read's duration), until `shutdown`; returns at once when off or when `store`
-    /// keeps no row versions.
-    pub async fn run(self: Arc<Self>, store: Arc<dyn Store>, shutdown: CancellationToken) {
+    /// keeps no row versions. `rows` is forgotten when the database went back.
+    pub async fn run(
+        self: Arc<Self>,
+        store: Arc<dyn Store>,
+        rows: Arc<RowCache>,
+        shutdown: CancellationToken,
+    ) {
         if self.interval.is_zero() {
             return;
         }
@@ -263,9 +320,9 @@ impl FleetView {
             let writes = self.staleness.writes();
             let events = self.lock().events;
             match store.orchestrator_facts().await {
-                Ok(Some(rows)) => {
-                    let count = rows.len();
-                    self.install(started, writes, events, rows);
+                Ok(Some(facts)) => {
+                    let count = facts.orchestrators.len();
+                    self.take(started, writes, events, facts, &rows);
                     metrics::counter!("api_fleet_view_reads_total", "outcome" => "ok").increment(1);
                     metrics::histogram!("api_fleet_view_read_seconds")
                         .record(started.elapsed().as_secs_f64());
@@ -487,6 +544,41 @@ mod tests {
             v.lookup(&q, &ids(&["a"])).unwrap(),
             vec![current("a", 2, Status::Active)]
         );
+    }
+
+    #[test]
+    fn a_database_whose_transaction_ids_went_back_makes_every_kept_record_forgotten() {
+        let v = view(60_000);
+        let rows = RowCache::new(1 << 20);
+        let q = OrchestratorQuery::default();
+        let read_at = |next_transaction| {
+            v.take(
+                Instant::now(),
+                v.staleness.writes(),
+                0,
+                FleetFacts {
+                    next_transaction,
+                    orchestrators: vec![facts("a", "o", 7, 0)],
+                },
+                &rows,
+            );
+        };
+        read_at(1_000);
+        rows.put("a", 7, Status::Active, bytes::Bytes::from_static(b"{}"));
+        read_at(1_000);
+        read_at(1_500);
+        assert_eq!(rows.len(), 1, "ids moving forward keep the records");
+        // Restored to an earlier point: version 7 may now be another transaction's.
+        read_at(1_200);
+        assert!(rows.is_empty());
+        assert_eq!(
+            v.lookup(&q, &ids(&["a"])).unwrap(),
+            vec![current("a", 7, Status::Active)],
+            "the read itself is used, from the database as it is now"
+        );
+        rows.put("a", 7, Status::Active, bytes::Bytes::from_static(b"{}"));
+        read_at(1_300);
+        assert_eq!(rows.len(), 1, "compared with the lower id from then on");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use moolai_store::{
 use crate::error::ApiError;
 use crate::fleet_view::{FleetView, Lookup};
 use crate::responses::SerializedData;
-use crate::row_cache::RowCache;
+use crate::row_cache::{self, RowCache};
 
 /// Listings kept at once; past it the cache starts over. With [`KEPT_ORDER_BYTES`], at most
 /// 24 MiB of ids.
@@ -153,19 +153,22 @@ async fn by_id(
     if !rows.enabled() {
         return to_json(&store.orchestrators_in_order(q, ids).await?);
     }
-    let lookups = if let Some(lookups) = view.lookup(q, ids) {
+    // How long a kept record is trusted: longer when the view checked lately that the
+    // database did not go back (see `fleet_view`).
+    let (lookups, max_age) = if let Some(lookups) = view.lookup(q, ids) {
         metrics::counter!("api_listing_versions_total", "source" => "view").increment(1);
-        lookups
+        (lookups, row_cache::MAX_AGE_CHECKED)
     } else if let Some(versions) = store.orchestrator_versions_in_order(q, ids).await? {
         metrics::counter!("api_listing_versions_total", "source" => "database").increment(1);
-        versions.into_iter().map(Lookup::Current).collect()
+        let lookups = versions.into_iter().map(Lookup::Current).collect();
+        (lookups, row_cache::MAX_AGE)
     } else {
         return to_json(&store.orchestrators_in_order(q, ids).await?);
     };
     let mut items: Vec<Option<Bytes>> = lookups
         .iter()
         .map(|l| match l {
-            Lookup::Current(v) => rows.get(v),
+            Lookup::Current(v) => rows.get(v, max_age),
             Lookup::Excluded | Lookup::Unknown(_) => None,
         })
         .collect();

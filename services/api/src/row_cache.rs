@@ -30,10 +30,14 @@ use moolai_store::OrchestratorVersion;
 
 /// Shards of the map, so concurrent pages rarely wait for one another.
 const SHARDS: usize = 16;
-/// A kept record is not used past this age: versions are transaction ids, which a database
-/// restored to an earlier point or a promoted asynchronous standby can hand out again (see
-/// the README), and an entry this old is no longer worth its memory.
-const MAX_AGE: Duration = Duration::from_secs(60);
+/// A kept record is not used past this age when the page's versions were read from the
+/// database: versions are transaction ids, which a database restored to an earlier point or
+/// a promoted asynchronous standby can hand out again (see the README).
+pub const MAX_AGE: Duration = Duration::from_secs(60);
+/// Nor past this age when they came from the fleet view, whose reads notice a database whose
+/// transaction ids went back and forget every kept record ([`RowCache::clear`]). Past it an
+/// entry is no longer worth its memory.
+pub const MAX_AGE_CHECKED: Duration = Duration::from_secs(600);
 /// Bytes counted per entry besides its JSON and id (map slot, `Bytes` header, the entry).
 const ENTRY_OVERHEAD: usize = 128;
 
@@ -95,14 +99,26 @@ impl RowCache {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The record kept for exactly this version and status.
-    pub fn get(&self, v: &OrchestratorVersion) -> Option<Bytes> {
+    /// The record kept for exactly this version and status, unless kept longer than
+    /// `max_age` ago ([`MAX_AGE`] or [`MAX_AGE_CHECKED`]).
+    pub fn get(&self, v: &OrchestratorVersion, max_age: Duration) -> Option<Bytes> {
         self.shard(&v.orchestrator_id)
             .entries
             .get(&v.orchestrator_id)
             .filter(|e| e.version == v.version && e.status == v.status)
-            .filter(|e| e.at.elapsed() < MAX_AGE)
+            .filter(|e| e.at.elapsed() < max_age)
             .map(|e| e.json.clone())
+    }
+
+    /// Forgets every record kept.
+    pub fn clear(&self) {
+        for shard in &self.shards {
+            let mut shard = shard
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            shard.entries = HashMap::new();
+            shard.bytes = 0;
+        }
     }
 
     /// Keeps `json` (a record read at `version` or later, whose status was `status`). A
@@ -124,7 +140,9 @@ impl RowCache {
             return;
         }
         if shard.bytes + size > self.shard_bytes {
-            shard.entries.retain(|_, e| e.at.elapsed() < MAX_AGE);
+            shard
+                .entries
+                .retain(|_, e| e.at.elapsed() < MAX_AGE_CHECKED);
             shard.bytes = shard.entries.iter().map(|(id, e)| e.bytes(id)).sum();
             if shard.bytes + size > self.shard_bytes {
                 // Full of recent records: start this shard over rather than track use order
@@ -174,18 +192,18 @@ mod tests {
         let cache = RowCache::new(1 << 20);
         cache.put("o1", 7, Status::Active, Bytes::from_static(b"{\"a\":1}"));
         assert_eq!(
-            cache.get(&v("o1", 7, Status::Active)).as_deref(),
+            cache.get(&v("o1", 7, Status::Active), MAX_AGE).as_deref(),
             Some(&b"{\"a\":1}"[..])
         );
-        assert!(cache.get(&v("o1", 8, Status::Active)).is_none());
-        assert!(cache.get(&v("o1", 7, Status::Inactive)).is_none());
-        assert!(cache.get(&v("o2", 7, Status::Active)).is_none());
+        assert!(cache.get(&v("o1", 8, Status::Active), MAX_AGE).is_none());
+        assert!(cache.get(&v("o1", 7, Status::Inactive), MAX_AGE).is_none());
+        assert!(cache.get(&v("o2", 7, Status::Active), MAX_AGE).is_none());
         cache.put("o1", 8, Status::Active, Bytes::from_static(b"{\"a\":2}"));
         assert_eq!(
-            cache.get(&v("o1", 8, Status::Active)).as_deref(),
+            cache.get(&v("o1", 8, Status::Active), MAX_AGE).as_deref(),
             Some(&b"{\"a\":2}"[..])
         );
-        assert!(cache.get(&v("o1", 7, Status::Active)).is_none());
+        assert!(cache.get(&v("o1", 7, Status::Active), MAX_AGE).is_none());
         assert_eq!(cache.len(), 1);
     }
 
@@ -211,14 +229,14 @@ mod tests {
             assert!(held <= 1 << 20, "{held} bytes held after {i}");
         }
         // The last one written is always there.
-        assert!(cache.get(&v("o9999", 1, Status::Active)).is_some());
+        assert!(cache.get(&v("o9999", 1, Status::Active), MAX_AGE).is_some());
         // Rewriting one record does not count it twice.
         cache.put("o9999", 2, Status::Active, json.clone());
         cache.put("o9999", 3, Status::Active, json);
-        assert!(cache.get(&v("o9999", 3, Status::Active)).is_some());
+        assert!(cache.get(&v("o9999", 3, Status::Active), MAX_AGE).is_some());
         // A record larger than a sixty-fourth of a shard is not kept.
         cache.put("big", 1, Status::Active, Bytes::from(vec![b' '; 1_000]));
-        assert!(cache.get(&v("big", 1, Status::Active)).is_none());
+        assert!(cache.get(&v("big", 1, Status::Active), MAX_AGE).is_none());
     }
 
     #[test]
@@ -227,6 +245,25 @@ mod tests {
         assert!(!cache.enabled());
         cache.put("o1", 1, Status::Active, Bytes::from_static(b"{}"));
         assert!(cache.is_empty());
-        assert!(cache.get(&v("o1", 1, Status::Active)).is_none());
+        assert!(cache.get(&v("o1", 1, Status::Active), MAX_AGE).is_none());
+    }
+
+    #[test]
+    fn a_record_is_not_used_past_the_age_given_and_clear_forgets_all() {
+        let cache = RowCache::new(1 << 20);
+        cache.put("o1", 1, Status::Active, Bytes::from_static(b"{}"));
+        cache.put("o2", 1, Status::Active, Bytes::from_static(b"{}"));
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(cache.get(&v("o1", 1, Status::Active), MAX_AGE).is_some());
+        assert!(
+            cache
+                .get(&v("o1", 1, Status::Active), Duration::from_millis(10))
+                .is_none()
+        );
+        cache.clear();
+        assert!(cache.is_empty());
+        assert!(cache.get(&v("o2", 1, Status::Active), MAX_AGE).is_none());
+        cache.put("o1", 2, Status::Active, Bytes::from_static(b"{}"));
+        assert_eq!(cache.len(), 1);
     }
 }

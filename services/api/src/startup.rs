@@ -89,8 +89,14 @@ impl ApiService {
             .context("cannot encode the OpenAPI document")?;
         let report_ttl = Duration::from_millis(settings.api_report_cache_ms);
         let auth_ttl = Duration::from_millis(settings.api_auth_cache_ms);
-        let orchestrator_rows = RowCache::new(settings.api_row_cache_mb.saturating_mul(1 << 20));
-        tracker.spawn(fleet_view.clone().run(store.clone(), shutdown.clone()));
+        let orchestrator_rows = Arc::new(RowCache::new(
+            settings.api_row_cache_mb.saturating_mul(1 << 20),
+        ));
+        tracker.spawn(fleet_view.clone().run(
+            store.clone(),
+            orchestrator_rows.clone(),
+            shutdown.clone(),
+        ));
         let state = AppState::new(Shared {
             store,
             bus,

@@ -51,7 +51,7 @@ pub struct Shared {
     pub orchestrator_listings: Arc<ReportCache<OrchestratorListingKey, KeptListing>>,
     /// Orchestrator records as JSON by row version, for listing pages
     /// (`API_ROW_CACHE_MB`).
-    pub orchestrator_rows: RowCache,
+    pub orchestrator_rows: Arc<RowCache>,
     /// Every orchestrator's version and status facts, read in the background
     /// (`API_FLEET_VIEW_MS`), so listing pages need not ask the database for them.
     pub fleet_view: Arc<FleetView>,

@@ -101,7 +101,7 @@ impl Store for WrappedStore {
         self.version_reads.fetch_add(1, Ordering::SeqCst);
         self.inner.orchestrator_versions_in_order(q, ids).await
     }
-    async fn orchestrator_facts(&self) -> StoreResult<Option<Vec<OrchestratorFacts>>> {
+    async fn orchestrator_facts(&self) -> StoreResult<Option<FleetFacts>> {
         self.inner.orchestrator_facts().await
     }
     async fn list_orchestrators(
