@@ -405,10 +405,10 @@ impl PgStore {
     }
 
     /// Every orchestrator's version and status facts, in no particular order, and the
-    /// database's next transaction id, read just before.
+    /// database's next transaction id and clock, read just before.
     pub(crate) async fn all_orchestrator_facts(&self) -> Result<FleetFacts, StoreError> {
-        let next_transaction: i64 =
-            sqlx::query_scalar("SELECT txid_snapshot_xmax(txid_current_snapshot())")
+        let (next_transaction, database_now): (i64, chrono::DateTime<chrono::Utc>) =
+            sqlx::query_as("SELECT txid_snapshot_xmax(txid_current_snapshot()), now()")
                 .fetch_one(&self.pool)
                 .await
                 .map_err(db_error)?;
@@ -431,6 +431,7 @@ impl PgStore {
         .map_err(db_error)?;
         Ok(FleetFacts {
             next_transaction,
+            database_now,
             orchestrators,
         })
     }

@@ -175,6 +175,8 @@ pub struct OrchestratorVersion {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetFacts {
     pub next_transaction: i64,
+    /// The database's clock then (statuses are derived on it).
+    pub database_now: DateTime<Utc>,
     pub orchestrators: Vec<OrchestratorFacts>,
 }
 

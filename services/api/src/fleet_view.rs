@@ -45,6 +45,8 @@ use crate::row_cache::{MAX_AGE, MAX_AGE_CHECKED};
 /// Status events remembered until the next read; past it, the view is dropped and reads
 /// already started are discarded (whatever they read may miss one of the events).
 const MAX_FORGOTTEN: usize = 100_000;
+/// What a page's version statement is assumed to cost until one was timed.
+const FIRST_PAGE_COST: Duration = Duration::from_micros(100);
 
 /// What the view says about one id of a page.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,16 +67,32 @@ struct Facts {
     disconnected: bool,
 }
 
+/// What one read returned, and when.
 struct Snapshot {
     /// When the read began.
     started: Instant,
     /// The write generation when the read began.
     writes: Generation,
+    /// The database's clock when it read.
+    read_at: DateTime<Utc>,
+    /// The database's clock less this process's, as the read found them.
+    clock_offset: chrono::Duration,
     entries: HashMap<String, Facts>,
 }
 
+/// How a read began: when, and what had happened by then.
+#[derive(Clone, Copy)]
+struct ReadStart {
+    started: Instant,
+    /// This process's clock then.
+    wall: DateTime<Utc>,
+    writes: Generation,
+    /// Status events counted by then.
+    events: u64,
+}
+
 impl Snapshot {
-    fn new(started: Instant, writes: Generation, rows: Vec<OrchestratorFacts>) -> Self {
+    fn new(start: ReadStart, read_at: DateTime<Utc>, rows: Vec<OrchestratorFacts>) -> Self {
         let mut organizations: HashMap<String, Arc<str>> = HashMap::new();
         let mut entries = HashMap::with_capacity(rows.len());
         for row in rows {
@@ -98,14 +116,15 @@ impl Snapshot {
             );
         }
         Self {
-            started,
-            writes,
+            started: start.started,
+            writes: start.writes,
+            read_at,
+            clock_offset: read_at - start.wall,
             entries,
         }
     }
 }
 
-#[derive(Default)]
 struct Inner {
     snapshot: Option<Arc<Snapshot>>,
     /// Orchestrators with a status event the view may not show, with the event's number.
@@ -118,6 +137,14 @@ struct Inner {
     unsupported: bool,
     /// The highest next transaction id a read saw.
     highest_transaction: Option<i64>,
+    /// Pages asked since the last read began.
+    pages: u64,
+    /// What a page's version statement costs the database (a moving average).
+    page_cost: Duration,
+    /// What the last read took.
+    read_cost: Duration,
+    /// How often the view is read: the interval, or four times the last read if longer.
+    period: Duration,
 }
 
 pub struct FleetView {
@@ -140,7 +167,18 @@ impl FleetView {
             ttl,
             staleness,
             max_forgotten: MAX_FORGOTTEN,
-            inner: Mutex::default(),
+            inner: Mutex::new(Inner {
+                snapshot: None,
+                forgotten: HashMap::new(),
+                events: 0,
+                discard_before: 0,
+                unsupported: false,
+                highest_transaction: None,
+                pages: 0,
+                page_cost: FIRST_PAGE_COST,
+                read_cost: Duration::ZERO,
+                period: interval,
+            }),
             wake: Notify::new(),
         }
     }
@@ -151,27 +189,44 @@ impl FleetView {
 
     /// What the view says about each of `ids` for a page of `q`, in order; `None` when it
     /// cannot say (off, not read yet, too old, stale after a write, or a search), and the
-    /// page asks the database. Asks for a read in the background when one is due.
+    /// page asks the database. Asks for a read in the background when one is due and pays
+    /// for itself.
     pub fn lookup(&self, q: &OrchestratorQuery, ids: &[String]) -> Option<Vec<Lookup>> {
+        self.lookup_at(q, ids, Utc::now(), Instant::now())
+    }
+
+    fn lookup_at(
+        &self,
+        q: &OrchestratorQuery,
+        ids: &[String],
+        wall: DateTime<Utc>,
+        at: Instant,
+    ) -> Option<Vec<Lookup>> {
         if self.interval.is_zero() || q.search.as_deref().is_some_and(|s| !s.is_empty()) {
             return None;
         }
-        let now = Utc::now();
-        let inner = self.lock();
+        let mut inner = self.lock();
         if inner.unsupported {
             return None;
         }
-        let Some(snapshot) = inner.snapshot.as_ref() else {
-            self.wake.notify_one();
-            return None;
-        };
-        let age = snapshot.started.elapsed();
-        if age >= self.interval {
+        inner.pages = inner.pages.saturating_add(1);
+        let age = inner
+            .snapshot
+            .as_ref()
+            .map(|s| at.saturating_duration_since(s.started));
+        let usable = inner
+            .snapshot
+            .as_ref()
+            .filter(|s| s.writes == self.staleness.writes())
+            .filter(|_| age.is_some_and(|a| a < inner.period.saturating_mul(2)))
+            .cloned();
+        let due = usable.is_none() || age.is_some_and(|a| a >= inner.period);
+        let asked = u32::try_from(inner.pages).unwrap_or(u32::MAX);
+        if due && inner.page_cost.saturating_mul(asked) >= inner.read_cost {
             self.wake.notify_one();
         }
-        if snapshot.writes != self.staleness.writes() || age >= self.interval.saturating_mul(2) {
-            return None;
-        }
+        let snapshot = usable?;
+        let now = wall + snapshot.clock_offset;
         Some(
             ids.iter()
                 .map(|id| {
@@ -181,7 +236,7 @@ impl FleetView {
                     let Some(facts) = snapshot.entries.get(id) else {
                         return Lookup::Unknown(id.clone());
                     };
-                    self.filtered(q, id, facts, now)
+                    self.filtered(q, id, facts, snapshot.read_at, now)
                 })
                 .collect(),
         )
@@ -192,6 +247,7 @@ impl FleetView {
         q: &OrchestratorQuery,
         id: &str,
         facts: &Facts,
+        read_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Lookup {
         let organization = &*facts.organization;
@@ -204,13 +260,21 @@ impl FleetView {
         {
             return Lookup::Excluded;
         }
-        let status = moolai_store::derive_status(
-            facts.is_independent,
-            facts.last_seen,
-            facts.disconnected,
-            now,
-            self.ttl,
-        );
+        let status_at = |t| {
+            moolai_store::derive_status(
+                facts.is_independent,
+                facts.last_seen,
+                facts.disconnected,
+                t,
+                self.ttl,
+            )
+        };
+        let status = status_at(now);
+        if status != status_at(read_at) {
+            // Changed with time alone since the read: a heartbeat since may have kept it
+            // alive, which only the database knows.
+            return Lookup::Unknown(id.to_owned());
+        }
         if q.status.is_some_and(|s| s != status) {
             return Lookup::Excluded;
         }
@@ -219,6 +283,15 @@ impl FleetView {
             version: facts.version,
             status,
         })
+    }
+
+    /// A page asked the database for its versions, which took `cost`.
+    pub fn database_page(&self, cost: Duration) {
+        if self.interval.is_zero() {
+            return;
+        }
+        let mut inner = self.lock();
+        inner.page_cost = (inner.page_cost.saturating_mul(7) + cost) / 8;
     }
 
     /// A status event about `orchestrator_id`: the view does not answer for it until a read
@@ -258,21 +331,15 @@ impl FleetView {
         back
     }
 
-    /// Installs what a read that began at `started` (after `events` status events, with the
-    /// write generation `writes`) returned, unless it was discarded since.
-    fn install(
-        &self,
-        started: Instant,
-        writes: Generation,
-        events: u64,
-        rows: Vec<OrchestratorFacts>,
-    ) {
-        let snapshot = Arc::new(Snapshot::new(started, writes, rows));
+    /// Installs what a read that began at `start` returned (read on the database's clock at
+    /// `read_at`), unless it was discarded since.
+    fn install(&self, start: ReadStart, read_at: DateTime<Utc>, rows: Vec<OrchestratorFacts>) {
+        let snapshot = Arc::new(Snapshot::new(start, read_at, rows));
         let mut inner = self.lock();
-        if events < inner.discard_before {
+        if start.events < inner.discard_before {
             return;
         }
-        inner.forgotten.retain(|_, number| *number > events);
+        inner.forgotten.retain(|_, number| *number > start.events);
         // The old snapshot is dropped outside the lock.
         let old = inner.snapshot.replace(snapshot);
         drop(inner);
@@ -280,14 +347,7 @@ impl FleetView {
     }
 
     /// Takes in a read: forgets the records kept in `rows` first if the database went back.
-    fn take(
-        &self,
-        started: Instant,
-        writes: Generation,
-        events: u64,
-        facts: FleetFacts,
-        rows: &RowCache,
-    ) {
+    fn take(&self, start: ReadStart, facts: FleetFacts, rows: &RowCache) {
         if self.went_back(facts.next_transaction) {
             rows.clear();
             metrics::counter!("api_fleet_view_database_went_back_total").increment(1);
@@ -296,12 +356,24 @@ impl FleetView {
                 "the database's transaction ids went back (a restore or a failover): kept records forgotten"
             );
         }
-        self.install(started, writes, events, facts.orchestrators);
+        self.install(start, facts.database_now, facts.orchestrators);
     }
 
-    /// Reads the view whenever a page asks for it, at most once per interval (or four times
-    /// the last read's duration), until `shutdown`; returns at once when off or when `store`
-    /// keeps no row versions. `rows` is forgotten when the database went back.
+    fn begin_read(&self) -> ReadStart {
+        let mut inner = self.lock();
+        inner.pages = 0;
+        ReadStart {
+            started: Instant::now(),
+            wall: Utc::now(),
+            writes: self.staleness.writes(),
+            events: inner.events,
+        }
+    }
+
+    /// Reads the view whenever a page asks for it (see [`FleetView::lookup`]), at most once
+    /// per interval (or four times the last read's duration), until `shutdown`; returns at
+    /// once when off or when `store` keeps no row versions. `rows` is forgotten when the
+    /// database went back.
     pub async fn run(
         self: Arc<Self>,
         store: Arc<dyn Store>,
@@ -316,16 +388,26 @@ impl FleetView {
                 () = shutdown.cancelled() => return,
                 () = self.wake.notified() => {}
             }
-            let started = Instant::now();
-            let writes = self.staleness.writes();
-            let events = self.lock().events;
-            match store.orchestrator_facts().await {
+            let start = self.begin_read();
+            let read = tokio::select! {
+                () = shutdown.cancelled() => return,
+                read = store.orchestrator_facts() => read,
+            };
+            let spent = start.started.elapsed();
+            // After a failure, the interval: a failure's duration (a pool timeout) says
+            // nothing about what a read costs.
+            let mut gap = self.interval;
+            match read {
                 Ok(Some(facts)) => {
                     let count = facts.orchestrators.len();
-                    self.take(started, writes, events, facts, &rows);
+                    self.take(start, facts, &rows);
+                    let mut inner = self.lock();
+                    inner.read_cost = spent;
+                    inner.period = self.interval.max(spent.saturating_mul(4));
+                    gap = inner.period;
+                    drop(inner);
                     metrics::counter!("api_fleet_view_reads_total", "outcome" => "ok").increment(1);
-                    metrics::histogram!("api_fleet_view_read_seconds")
-                        .record(started.elapsed().as_secs_f64());
+                    metrics::histogram!("api_fleet_view_read_seconds").record(spent.as_secs_f64());
                     #[allow(clippy::cast_precision_loss)]
                     metrics::gauge!("api_fleet_view_orchestrators").set(count as f64);
                 }
@@ -340,11 +422,9 @@ impl FleetView {
                     tracing::warn!(error = %e, "reading the fleet view failed; pages read versions from the database");
                 }
             }
-            let spent = started.elapsed();
-            let gap = self.interval.max(spent.saturating_mul(4));
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(gap.saturating_sub(spent)) => {}
+                () = tokio::time::sleep(gap.saturating_sub(start.started.elapsed())) => {}
             }
         }
     }
@@ -352,6 +432,7 @@ impl FleetView {
 
 #[cfg(test)]
 mod tests {
+    use futures::FutureExt;
     use moolai_protocol::Status;
 
     use super::*;
@@ -389,19 +470,46 @@ mod tests {
         )
     }
 
-    /// A view read `ago` before now, before any event or write.
-    fn read(view: &FleetView, ago: Duration, rows: Vec<OrchestratorFacts>) {
-        let started = Instant::now().checked_sub(ago).unwrap();
-        view.install(started, view.staleness.writes(), 0, rows);
+    /// A read beginning now, after `events` status events.
+    fn start(view: &FleetView, events: u64) -> ReadStart {
+        ReadStart {
+            started: Instant::now(),
+            wall: Utc::now(),
+            writes: view.staleness.writes(),
+            events,
+        }
     }
 
-    /// A read that began now, after `events` status events.
-    fn read_after(view: &FleetView, events: u64, rows: Vec<OrchestratorFacts>) {
-        view.install(Instant::now(), view.staleness.writes(), events, rows);
+    /// A view read now on a database with this process's clock, after `events` status
+    /// events; what the read began at.
+    fn read_after(view: &FleetView, events: u64, rows: Vec<OrchestratorFacts>) -> ReadStart {
+        let s = start(view, events);
+        view.install(s, s.wall, rows);
+        s
+    }
+
+    fn read(view: &FleetView, rows: Vec<OrchestratorFacts>) -> ReadStart {
+        read_after(view, 0, rows)
+    }
+
+    /// `view`'s answer `later` after the read `s` began.
+    fn lookup_later(
+        view: &FleetView,
+        q: &OrchestratorQuery,
+        list: &[&str],
+        s: ReadStart,
+        later: Duration,
+    ) -> Option<Vec<Lookup>> {
+        let wall = s.wall + chrono::Duration::from_std(later).unwrap();
+        view.lookup_at(q, &ids(list), wall, s.started + later)
+    }
+
+    fn asked_for_a_read(view: &FleetView) -> bool {
+        view.wake.notified().now_or_never().is_some()
     }
 
     #[test]
-    fn answers_with_versions_and_statuses_derived_now_and_applies_the_filters() {
+    fn answers_with_versions_and_statuses_and_applies_the_filters() {
         let v = view(1_000);
         let q = OrchestratorQuery::default();
         assert_eq!(v.lookup(&q, &ids(&["a"])), None, "not read yet");
@@ -409,9 +517,8 @@ mod tests {
         independent.is_independent = true;
         let mut disconnected = facts("d", "org-1", 4, 0);
         disconnected.disconnected = true;
-        read(
+        let s = read(
             &v,
-            Duration::ZERO,
             vec![
                 facts("a", "org-1", 1, 0),
                 facts("b", "org-2", 2, 121),
@@ -419,9 +526,9 @@ mod tests {
                 disconnected,
             ],
         );
-        let all = ids(&["a", "b", "c", "d", "new"]);
+        let all = ["a", "b", "c", "d", "new"];
         assert_eq!(
-            v.lookup(&q, &all).unwrap(),
+            lookup_later(&v, &q, &all, s, Duration::ZERO).unwrap(),
             vec![
                 current("a", 1, Status::Active),
                 current("b", 2, Status::Inactive),
@@ -436,7 +543,7 @@ mod tests {
             ..q.clone()
         };
         assert_eq!(
-            v.lookup(&active_of_org_1, &all).unwrap(),
+            lookup_later(&v, &active_of_org_1, &all, s, Duration::ZERO).unwrap(),
             vec![
                 current("a", 1, Status::Active),
                 Lookup::Excluded,
@@ -450,35 +557,55 @@ mod tests {
             ..q.clone()
         };
         assert_eq!(
-            v.lookup(&scoped, &ids(&["a", "b"])).unwrap(),
+            lookup_later(&v, &scoped, &["a", "b"], s, Duration::ZERO).unwrap(),
             vec![Lookup::Excluded, current("b", 2, Status::Inactive)]
         );
         let search = OrchestratorQuery {
             search: Some("a".into()),
             ..q
         };
-        assert_eq!(v.lookup(&search, &all), None, "searches go to the database");
+        assert_eq!(
+            lookup_later(&v, &search, &all, s, Duration::ZERO),
+            None,
+            "searches go to the database"
+        );
     }
 
     #[test]
-    fn a_status_goes_inactive_with_time_alone() {
+    fn a_status_that_changed_with_time_since_the_read_is_asked_of_the_database() {
         let v = view(60_000);
-        read(
-            &v,
-            Duration::ZERO,
-            vec![OrchestratorFacts {
-                last_seen: Some(Utc::now() - TTL + chrono::Duration::milliseconds(300)),
-                ..facts("a", "o", 1, 0)
-            }],
-        );
+        let s = start(&v, 0);
+        let nearly_expired = OrchestratorFacts {
+            last_seen: Some(s.wall - TTL + chrono::Duration::milliseconds(300)),
+            ..facts("a", "o", 1, 0)
+        };
+        v.install(s, s.wall, vec![nearly_expired]);
         let q = OrchestratorQuery::default();
         assert_eq!(
-            v.lookup(&q, &ids(&["a"])).unwrap(),
+            lookup_later(&v, &q, &["a"], s, Duration::from_millis(100)).unwrap(),
             vec![current("a", 1, Status::Active)]
         );
-        std::thread::sleep(Duration::from_millis(400));
+        // Expired by now on what the view read; a heartbeat since may have kept it alive.
         assert_eq!(
-            v.lookup(&q, &ids(&["a"])).unwrap(),
+            lookup_later(&v, &q, &["a"], s, Duration::from_secs(1)).unwrap(),
+            vec![Lookup::Unknown("a".into())]
+        );
+    }
+
+    #[test]
+    fn statuses_are_derived_on_the_database_clock() {
+        let v = view(60_000);
+        let s = start(&v, 0);
+        // The database's clock is an hour ahead of this process's.
+        let database_now = s.wall + chrono::Duration::hours(1);
+        let quiet = OrchestratorFacts {
+            last_seen: Some(database_now - TTL - chrono::Duration::seconds(10)),
+            ..facts("a", "o", 1, 0)
+        };
+        v.install(s, database_now, vec![quiet]);
+        // On this process's clock the last heartbeat is in the future: "active".
+        assert_eq!(
+            lookup_later(&v, &OrchestratorQuery::default(), &["a"], s, Duration::ZERO).unwrap(),
             vec![current("a", 1, Status::Inactive)]
         );
     }
@@ -487,61 +614,82 @@ mod tests {
     fn a_write_or_age_makes_the_view_unusable_until_read_again() {
         let v = view(1_000);
         let q = OrchestratorQuery::default();
-        read(
-            &v,
-            Duration::from_millis(1_500),
-            vec![facts("a", "o", 1, 0)],
-        );
+        let s = read(&v, vec![facts("a", "o", 1, 0)]);
         assert!(
-            v.lookup(&q, &ids(&["a"])).is_some(),
+            lookup_later(&v, &q, &["a"], s, Duration::from_millis(1_999)).is_some(),
             "past the interval, still used"
         );
-        read(
-            &v,
-            Duration::from_millis(2_000),
-            vec![facts("a", "o", 1, 0)],
-        );
         assert_eq!(
-            v.lookup(&q, &ids(&["a"])),
+            lookup_later(&v, &q, &["a"], s, Duration::from_secs(2)),
             None,
             "twice the interval: not used"
         );
-
-        read(&v, Duration::ZERO, vec![facts("a", "o", 1, 0)]);
         v.staleness.bump();
-        assert_eq!(v.lookup(&q, &ids(&["a"])), None, "a write since the read");
-        read(&v, Duration::ZERO, vec![facts("a", "o", 2, 0)]);
         assert_eq!(
-            v.lookup(&q, &ids(&["a"])).unwrap(),
+            lookup_later(&v, &q, &["a"], s, Duration::ZERO),
+            None,
+            "a write since the read"
+        );
+        let s = read(&v, vec![facts("a", "o", 2, 0)]);
+        assert_eq!(
+            lookup_later(&v, &q, &["a"], s, Duration::ZERO).unwrap(),
             vec![current("a", 2, Status::Active)]
         );
         assert_eq!(view(0).lookup(&q, &ids(&["a"])), None, "off");
     }
 
     #[test]
+    fn a_read_is_asked_for_when_due_and_when_the_pages_since_would_have_cost_as_much() {
+        let v = view(1_000);
+        let q = OrchestratorQuery::default();
+        assert_eq!(v.lookup(&q, &ids(&["a"])), None);
+        assert!(
+            asked_for_a_read(&v),
+            "the first page asks for the first read"
+        );
+        let s = read(&v, vec![facts("a", "o", 1, 0)]);
+        {
+            let mut inner = v.lock();
+            inner.pages = 0;
+            inner.read_cost = Duration::from_millis(10);
+            inner.page_cost = Duration::from_millis(1);
+        }
+        assert!(lookup_later(&v, &q, &["a"], s, Duration::from_millis(500)).is_some());
+        assert!(!asked_for_a_read(&v), "not due");
+        for _ in 2..10 {
+            assert!(lookup_later(&v, &q, &["a"], s, Duration::from_millis(1_500)).is_some());
+            assert!(
+                !asked_for_a_read(&v),
+                "due, but nine pages cost less than a read"
+            );
+        }
+        assert!(lookup_later(&v, &q, &["a"], s, Duration::from_millis(1_500)).is_some());
+        assert!(asked_for_a_read(&v), "ten pages cost as much as a read");
+
+        v.database_page(Duration::from_millis(9));
+        assert_eq!(v.lock().page_cost, Duration::from_millis(2));
+    }
+
+    #[test]
     fn a_status_event_hides_its_orchestrator_until_a_read_that_started_after_it() {
         let v = view(60_000);
         let q = OrchestratorQuery::default();
-        read(
-            &v,
-            Duration::ZERO,
-            vec![facts("a", "o", 1, 0), facts("b", "o", 1, 0)],
-        );
+        let s = read(&v, vec![facts("a", "o", 1, 0), facts("b", "o", 1, 0)]);
         v.forget("a");
         assert_eq!(
-            v.lookup(&q, &ids(&["a", "b"])).unwrap(),
+            lookup_later(&v, &q, &["a", "b"], s, Duration::ZERO).unwrap(),
             vec![Lookup::Unknown("a".into()), current("b", 1, Status::Active)]
         );
         // A read that began before the event (0 events then) may not show it.
-        read_after(&v, 0, vec![facts("a", "o", 2, 0)]);
+        let s = read_after(&v, 0, vec![facts("a", "o", 2, 0)]);
         assert_eq!(
-            v.lookup(&q, &ids(&["a"])).unwrap(),
+            lookup_later(&v, &q, &["a"], s, Duration::ZERO).unwrap(),
             vec![Lookup::Unknown("a".into())]
         );
         // One that began after it (1 event then) does.
-        read_after(&v, 1, vec![facts("a", "o", 2, 0)]);
+        let s = read_after(&v, 1, vec![facts("a", "o", 2, 0)]);
         assert_eq!(
-            v.lookup(&q, &ids(&["a"])).unwrap(),
+            lookup_later(&v, &q, &["a"], s, Duration::ZERO).unwrap(),
             vec![current("a", 2, Status::Active)]
         );
     }
@@ -552,16 +700,17 @@ mod tests {
         let rows = RowCache::new(1 << 20);
         let q = OrchestratorQuery::default();
         let read_at = |next_transaction| {
+            let s = start(&v, 0);
             v.take(
-                Instant::now(),
-                v.staleness.writes(),
-                0,
+                s,
                 FleetFacts {
                     next_transaction,
+                    database_now: s.wall,
                     orchestrators: vec![facts("a", "o", 7, 0)],
                 },
                 &rows,
             );
+            s
         };
         read_at(1_000);
         rows.put("a", 7, Status::Active, bytes::Bytes::from_static(b"{}"));
@@ -569,10 +718,10 @@ mod tests {
         read_at(1_500);
         assert_eq!(rows.len(), 1, "ids moving forward keep the records");
         // Restored to an earlier point: version 7 may now be another transaction's.
-        read_at(1_200);
+        let s = read_at(1_200);
         assert!(rows.is_empty());
         assert_eq!(
-            v.lookup(&q, &ids(&["a"])).unwrap(),
+            lookup_later(&v, &q, &["a"], s, Duration::ZERO).unwrap(),
             vec![current("a", 7, Status::Active)],
             "the read itself is used, from the database as it is now"
         );
@@ -586,16 +735,16 @@ mod tests {
         let mut v = view(60_000);
         v.max_forgotten = 2;
         let q = OrchestratorQuery::default();
-        read(&v, Duration::ZERO, vec![facts("a", "o", 1, 0)]);
+        let s = read(&v, vec![facts("a", "o", 1, 0)]);
         for id in ["x", "y", "z"] {
             v.forget(id);
         }
-        assert_eq!(v.lookup(&q, &ids(&["a"])), None);
+        assert_eq!(lookup_later(&v, &q, &["a"], s, Duration::ZERO), None);
         // A read that began before the overflow is discarded…
-        read_after(&v, 2, vec![facts("a", "o", 1, 0)]);
-        assert_eq!(v.lookup(&q, &ids(&["a"])), None);
+        let s = read_after(&v, 2, vec![facts("a", "o", 1, 0)]);
+        assert_eq!(lookup_later(&v, &q, &["a"], s, Duration::ZERO), None);
         // …one that began after it is used.
-        read_after(&v, 3, vec![facts("a", "o", 1, 0)]);
-        assert!(v.lookup(&q, &ids(&["a"])).is_some());
+        let s = read_after(&v, 3, vec![facts("a", "o", 1, 0)]);
+        assert!(lookup_later(&v, &q, &["a"], s, Duration::ZERO).is_some());
     }
 }

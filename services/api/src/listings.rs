@@ -158,12 +158,15 @@ async fn by_id(
     let (lookups, max_age) = if let Some(lookups) = view.lookup(q, ids) {
         metrics::counter!("api_listing_versions_total", "source" => "view").increment(1);
         (lookups, row_cache::MAX_AGE_CHECKED)
-    } else if let Some(versions) = store.orchestrator_versions_in_order(q, ids).await? {
+    } else {
+        let asked = std::time::Instant::now();
+        let Some(versions) = store.orchestrator_versions_in_order(q, ids).await? else {
+            return to_json(&store.orchestrators_in_order(q, ids).await?);
+        };
+        view.database_page(asked.elapsed());
         metrics::counter!("api_listing_versions_total", "source" => "database").increment(1);
         let lookups = versions.into_iter().map(Lookup::Current).collect();
         (lookups, row_cache::MAX_AGE)
-    } else {
-        return to_json(&store.orchestrators_in_order(q, ids).await?);
     };
     let mut items: Vec<Option<Bytes>> = lookups
         .iter()

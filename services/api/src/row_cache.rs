@@ -6,9 +6,9 @@
 //! rows, building the documents, writing the JSON). A page now first asks the store for the
 //! rows' versions and derived statuses ([`Store::orchestrator_versions_in_order`]), which
 //! reads the same rows but sends three columns, and reads in full only the orchestrators
-//! whose version or status differs from what is kept. Every record shown is as current as
-//! before: a row written since it was kept has another version, and a status that changed
-//! with time alone (an orchestrator that went quiet) another status.
+//! whose version or status differs from what is kept. Every record shown is then as current
+//! as the versions: a row written since it was kept has another version, and a status that
+//! changed with time alone (an orchestrator that went quiet) another status.
 //!
 //! What is kept under a version is never older than that version: the records are read after
 //! their versions, so a row written in between is kept under the older version with the

@@ -825,18 +825,26 @@ async fn listing_pages_read_in_full_only_the_records_that_changed() {
     app.stop().await;
 }
 
-/// An app whose store counts records and version pages read, with a fleet view read every
-/// `view_ms`.
-async fn counting_app(
-    view_ms: u64,
-) -> (
-    TestApp,
-    std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    std::sync::Arc<std::sync::atomic::AtomicUsize>,
-) {
-    let records = std::sync::Arc::<std::sync::atomic::AtomicUsize>::default();
-    let versions = std::sync::Arc::<std::sync::atomic::AtomicUsize>::default();
-    let (r, v) = (records.clone(), versions.clone());
+/// What the store of a [`counting_app`] counts.
+struct Counts {
+    records: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    versions: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    facts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// An app whose store counts records, version pages and fleet facts read, with a fleet view
+/// read every `view_ms`.
+async fn counting_app(view_ms: u64) -> (TestApp, Counts) {
+    let counts = Counts {
+        records: std::sync::Arc::default(),
+        versions: std::sync::Arc::default(),
+        facts: std::sync::Arc::default(),
+    };
+    let (r, v, f) = (
+        counts.records.clone(),
+        counts.versions.clone(),
+        counts.facts.clone(),
+    );
     let app = crate::helpers::spawn_app_with(
         |s| {
             s.api_report_cache_ms = 60_000;
@@ -846,12 +854,13 @@ async fn counting_app(
             std::sync::Arc::new(crate::wrapped_store::WrappedStore {
                 records_read: r,
                 version_reads: v,
+                facts_reads: f,
                 ..crate::wrapped_store::WrappedStore::new(inner)
             })
         },
     )
     .await;
-    (app, records, versions)
+    (app, counts)
 }
 
 /// Requests `list` until a page is answered without reading versions from the database (the
@@ -887,7 +896,8 @@ async fn until_the_view_answers(
 async fn the_fleet_view_answers_pages_and_yields_to_status_events_and_writes() {
     use std::sync::atomic::Ordering::SeqCst;
 
-    let (app, records, versions) = counting_app(60_000).await;
+    let (app, counts) = counting_app(60_000).await;
+    let (records, versions) = (counts.records, counts.versions);
     create_organization(&app, "org-v", "Org V").await;
     for id in ["v-1", "v-2", "v-3"] {
         register_behind_the_back(&app, "org-v", id).await;
@@ -944,28 +954,37 @@ async fn the_fleet_view_answers_pages_and_yields_to_status_events_and_writes() {
     app.stop().await;
 }
 
-/// Written behind the api's back without a status event (a heartbeat, a hello's metadata):
-/// shows once the fleet view is read again, within about its interval.
+/// Written behind the api's back without a status event (a hello's metadata): shows once the
+/// fleet view is read again, within about its interval, on a page the view answers.
 #[tokio::test]
 async fn the_fleet_view_shows_other_writes_once_read_again() {
-    let (app, _, versions) = counting_app(300).await;
+    use std::sync::atomic::Ordering::SeqCst;
+
+    let (app, counts) = counting_app(300).await;
     create_organization(&app, "org-w", "Org W").await;
     register_behind_the_back(&app, "org-w", "w-1").await;
     let list = "/api/v1/controller/orchestrators?organization_id=org-w";
     let first = app.get_ok(list).await;
-    until_the_view_answers(&app, list, &first, &versions).await;
+    until_the_view_answers(&app, list, &first, &counts.versions).await;
+    let reads = counts.facts.load(SeqCst);
     app.store
         .update_metadata("w-1", json!({"version": "9.9.9"}).as_object().unwrap())
         .await
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while app.get_ok(list).await["data"]["items"][0]["version"] != "9.9.9" {
+    loop {
+        let asked = counts.versions.load(SeqCst);
+        let body = app.get_ok(list).await;
+        if body["data"]["items"][0]["version"] == "9.9.9" && counts.versions.load(SeqCst) == asked {
+            break;
+        }
         assert!(
             std::time::Instant::now() < deadline,
-            "the view was not read again"
+            "no page answered by the view showed the write"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    assert!(counts.facts.load(SeqCst) > reads, "the view was read again");
     app.stop().await;
 }
 

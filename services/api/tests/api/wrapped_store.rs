@@ -10,12 +10,14 @@ use serde_json::{Map, Value};
 
 /// Delegates everything to the real store; `ping` fails while `ping_fails` is set, and
 /// `records_read` counts the orchestrators read by id (`orchestrators_in_order`),
-/// `version_reads` the pages whose versions were read (`orchestrator_versions_in_order`).
+/// `version_reads` the pages whose versions were read (`orchestrator_versions_in_order`),
+/// `facts_reads` the reads of the whole fleet's facts (`orchestrator_facts`).
 pub struct WrappedStore {
     pub inner: Arc<dyn Store>,
     pub ping_fails: Arc<AtomicBool>,
     pub records_read: Arc<AtomicUsize>,
     pub version_reads: Arc<AtomicUsize>,
+    pub facts_reads: Arc<AtomicUsize>,
 }
 
 impl WrappedStore {
@@ -25,6 +27,7 @@ impl WrappedStore {
             ping_fails: Arc::default(),
             records_read: Arc::default(),
             version_reads: Arc::default(),
+            facts_reads: Arc::default(),
         }
     }
 }
@@ -102,6 +105,7 @@ impl Store for WrappedStore {
         self.inner.orchestrator_versions_in_order(q, ids).await
     }
     async fn orchestrator_facts(&self) -> StoreResult<Option<FleetFacts>> {
+        self.facts_reads.fetch_add(1, Ordering::SeqCst);
         self.inner.orchestrator_facts().await
     }
     async fn list_orchestrators(
