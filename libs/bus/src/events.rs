@@ -30,6 +30,62 @@ pub struct HeartbeatEvent {
     pub usage: Option<Vec<UsageEntry>>,
 }
 
+/// A [`HeartbeatEvent`] borrowing its ids from the socket that received it: the edge
+/// publishes one per heartbeat and encodes it without copying them. Encodes as
+/// `HeartbeatEvent` does, with `received_at` to the microsecond (what PostgreSQL keeps).
+#[derive(Debug, Serialize)]
+pub struct HeartbeatEventRef<'a> {
+    pub orchestrator_id: &'a str,
+    pub organization_id: &'a str,
+    pub session_id: &'a str,
+    #[serde(serialize_with = "rfc3339_micros")]
+    pub received_at: DateTime<Utc>,
+    pub edge_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<&'a [UsageEntry]>,
+}
+
+fn rfc3339_micros<S: serde::Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    match format_rfc3339_micros(at) {
+        Some(text) => s.serialize_str(text.as_str()),
+        None => s.serialize_str(&at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` written digit by digit (chrono's formatting goes through
+/// `fmt` and was a tenth of the edge's work per heartbeat); `None` outside years 0–9999.
+fn format_rfc3339_micros(at: &DateTime<Utc>) -> Option<Rfc3339Micros> {
+    use chrono::{Datelike, Timelike};
+    let year = u32::try_from(at.year()).ok().filter(|y| *y <= 9999)?;
+    let mut out = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |at: usize, value: u32, digits: usize| {
+        let mut v = value;
+        for i in (0..digits).rev() {
+            out[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, year, 4);
+    put(5, at.month(), 2);
+    put(8, at.day(), 2);
+    put(11, at.hour(), 2);
+    put(14, at.minute(), 2);
+    // A leap second is carried in the nanoseconds (≥ 1e9): shown as second 60.
+    let micros = at.nanosecond() / 1_000;
+    put(17, at.second() + micros / 1_000_000, 2);
+    put(20, micros % 1_000_000, 6);
+    Some(Rfc3339Micros(out))
+}
+
+struct Rfc3339Micros([u8; 27]);
+
+impl Rfc3339Micros {
+    fn as_str(&self) -> &str {
+        // Only ASCII digits and separators are written.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
 /// Published on `<prefix>.v1.<org>.<orch>.status` whenever an orchestrator's status changes:
 /// by state (hello, heartbeat after silence, disconnect, liveness sweep) and by api
 /// (independence toggle, deregistration).
@@ -203,4 +259,100 @@ pub fn public_schemas() -> Vec<(&'static str, Value)> {
             serde_json::to_value(schemars::schema_for!(DisconnectEvent)).unwrap_or_default(),
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Datelike, SecondsFormat, TimeDelta, TimeZone};
+
+    #[test]
+    fn the_borrowed_heartbeat_encodes_as_the_event() {
+        let at = Utc
+            .with_ymd_and_hms(2026, 2, 28, 23, 59, 59)
+            .single()
+            .expect("valid")
+            + TimeDelta::nanoseconds(123_456_789);
+        let usage = vec![UsageEntry {
+            model: Some("m\"1".into()),
+            requests: 2,
+            input_tokens: 10,
+            output_tokens: 5,
+            cost: 0.25,
+        }];
+        for usage in [None, Some(usage.as_slice())] {
+            let borrowed = HeartbeatEventRef {
+                orchestrator_id: "orch-\u{e9}",
+                organization_id: "org \"a\"",
+                session_id: "s-1",
+                received_at: at,
+                edge_id: "edge-1",
+                usage,
+            };
+            let text = serde_json::to_string(&borrowed).expect("encode");
+            let decoded: HeartbeatEvent = serde_json::from_str(&text).expect("decode");
+            let owned = HeartbeatEvent {
+                orchestrator_id: "orch-\u{e9}".into(),
+                organization_id: "org \"a\"".into(),
+                session_id: "s-1".into(),
+                received_at: at - TimeDelta::nanoseconds(789),
+                edge_id: "edge-1".into(),
+                usage: usage.map(<[UsageEntry]>::to_vec),
+            };
+            assert_eq!(decoded, owned);
+            assert_eq!(
+                text,
+                serde_json::to_string(&owned).expect("encode owned"),
+                "same fields, same order"
+            );
+        }
+    }
+
+    #[test]
+    fn timestamps_are_written_as_chrono_writes_them() {
+        let mut at = Utc
+            .with_ymd_and_hms(1970, 1, 1, 0, 0, 0)
+            .single()
+            .expect("valid");
+        // Every 7 h 13 min 17.000123456 s for ~70 years: every month, day and leap year.
+        while at.year() < 2040 {
+            let ours = format_rfc3339_micros(&at).expect("in range");
+            assert_eq!(
+                ours.as_str(),
+                at.to_rfc3339_opts(SecondsFormat::Micros, true),
+                "{at:?}"
+            );
+            at += TimeDelta::nanoseconds(26_000_000_000_000 + 17_000_123_456);
+        }
+        for edge in [
+            Utc.with_ymd_and_hms(0, 1, 1, 0, 0, 0),
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59),
+        ] {
+            let edge = edge.single().expect("valid");
+            let ours = format_rfc3339_micros(&edge).expect("in range");
+            assert_eq!(
+                ours.as_str(),
+                edge.to_rfc3339_opts(SecondsFormat::Micros, true)
+            );
+        }
+        let before = Utc
+            .with_ymd_and_hms(-1, 12, 31, 0, 0, 0)
+            .single()
+            .expect("valid");
+        assert!(format_rfc3339_micros(&before).is_none());
+        // Out of range falls back to chrono's own text.
+        let text = serde_json::to_string(&HeartbeatEventRef {
+            orchestrator_id: "o",
+            organization_id: "g",
+            session_id: "s",
+            received_at: before,
+            edge_id: "e",
+            usage: None,
+        })
+        .expect("encode");
+        assert!(
+            text.contains(&before.to_rfc3339_opts(SecondsFormat::Micros, true)),
+            "{text}"
+        );
+    }
 }

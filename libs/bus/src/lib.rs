@@ -265,8 +265,20 @@ impl Bus {
         subject: String,
         value: &T,
     ) -> Result<(), BusError> {
+        self.publish_to(&subject, value).await
+    }
+
+    /// [`Bus::publish`] to a subject the caller keeps (a socket's own subjects, per frame).
+    ///
+    /// # Errors
+    /// When the payload cannot be encoded or the client's outgoing buffer is gone.
+    pub async fn publish_to<T: Serialize + ?Sized>(
+        &self,
+        subject: &str,
+        value: &T,
+    ) -> Result<(), BusError> {
         let payload = Bytes::from(serde_json::to_vec(value)?);
-        self.publish_bytes(subject, payload).await
+        self.publish_bytes_to(subject, payload).await
     }
 
     /// Publishes raw bytes (already-encoded JSON) with trace headers.
@@ -274,11 +286,15 @@ impl Bus {
     /// # Errors
     /// When the client's outgoing buffer is gone.
     pub async fn publish_bytes(&self, subject: String, payload: Bytes) -> Result<(), BusError> {
+        self.publish_bytes_to(&subject, payload).await
+    }
+
+    async fn publish_bytes_to(&self, subject: &str, payload: Bytes) -> Result<(), BusError> {
         let client = match &self.transport {
             Transport::Nats(c) => c,
             Transport::Local(local) => {
                 local.publish(Delivery {
-                    subject,
+                    subject: subject.to_owned(),
                     payload,
                     reply: None,
                     trace_headers: trace_context(),
@@ -286,16 +302,14 @@ impl Bus {
                 return Ok(());
             }
         };
+        // One copy of the subject, into the client's own bytes.
+        let nats_subject = async_nats::Subject::from(subject);
         let result = match trace_headers() {
-            Some(h) => {
-                client
-                    .publish_with_headers(subject.clone(), h, payload)
-                    .await
-            }
-            None => client.publish(subject.clone(), payload).await,
+            Some(h) => client.publish_with_headers(nats_subject, h, payload).await,
+            None => client.publish(nats_subject, payload).await,
         };
         result.map_err(|e| BusError::Publish {
-            subject,
+            subject: subject.to_owned(),
             message: e.to_string(),
         })
     }

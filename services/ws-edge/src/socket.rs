@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use chrono::Utc;
 use moolai_bus::events::{
-    DeliveryEvent, DisconnectEvent, FrameReply, FrameRequest, HeartbeatEvent, HelloReply,
+    DeliveryEvent, DisconnectEvent, FrameReply, FrameRequest, HeartbeatEventRef, HelloReply,
     HelloRequest,
 };
 use moolai_bus::{BusError, Kind};
@@ -498,11 +498,7 @@ async fn finish(edge: &Edge, live: Live, end: End) {
                 reason: reason.to_owned(),
                 at: Utc::now(),
             };
-            if let Err(e) = edge
-                .bus
-                .publish(s.subjects.disconnect.clone(), &event)
-                .await
-            {
+            if let Err(e) = edge.bus.publish_to(&s.subjects.disconnect, &event).await {
                 tracing::warn!(error = %e, "disconnect not published; the TTL will expire the orchestrator");
             }
         }
@@ -541,7 +537,7 @@ async fn report_delivery(edge: &Edge, s: &Session, message_id: String) {
         session_id: s.session_id.clone(),
         at: Utc::now(),
     };
-    if let Err(e) = edge.bus.publish(s.subjects.delivery.clone(), &event).await {
+    if let Err(e) = edge.bus.publish_to(&s.subjects.delivery, &event).await {
         tracing::warn!(error = %e, "delivery not reported; the message will be sent again on reconnect");
     }
 }
@@ -721,15 +717,15 @@ async fn handle_frame(edge: &Edge, s: &Session, frame: ClientFrame) -> Vec<Serve
                 },
                 None => None,
             };
-            let event = HeartbeatEvent {
-                orchestrator_id: s.orchestrator_id.clone(),
-                organization_id: s.organization_id.clone(),
-                session_id: s.session_id.clone(),
+            let event = HeartbeatEventRef {
+                orchestrator_id: &s.orchestrator_id,
+                organization_id: &s.organization_id,
+                session_id: &s.session_id,
                 received_at: Utc::now(),
-                edge_id: edge.edge_id.clone(),
-                usage,
+                edge_id: &edge.edge_id,
+                usage: usage.as_deref(),
             };
-            if let Err(e) = edge.bus.publish(s.subjects.heartbeat.clone(), &event).await {
+            if let Err(e) = edge.bus.publish_to(&s.subjects.heartbeat, &event).await {
                 tracing::debug!(error = %e, "heartbeat not published");
             }
             replies
