@@ -256,40 +256,25 @@ impl Bus {
         }
     }
 
-    /// Publishes a JSON payload with the current trace context in its headers.
+    /// Publishes a JSON payload with the current trace context in its headers. The subject
+    /// is borrowed: a socket publishes to its own subjects per frame without copying them.
     ///
     /// # Errors
     /// When the payload cannot be encoded or the client's outgoing buffer is gone.
     pub async fn publish<T: Serialize + ?Sized>(
         &self,
-        subject: String,
-        value: &T,
-    ) -> Result<(), BusError> {
-        self.publish_to(&subject, value).await
-    }
-
-    /// [`Bus::publish`] to a subject the caller keeps (a socket's own subjects, per frame).
-    ///
-    /// # Errors
-    /// When the payload cannot be encoded or the client's outgoing buffer is gone.
-    pub async fn publish_to<T: Serialize + ?Sized>(
-        &self,
-        subject: &str,
+        subject: impl AsRef<str>,
         value: &T,
     ) -> Result<(), BusError> {
         let payload = Bytes::from(serde_json::to_vec(value)?);
-        self.publish_bytes_to(subject, payload).await
+        self.publish_bytes(subject.as_ref(), payload).await
     }
 
     /// Publishes raw bytes (already-encoded JSON) with trace headers.
     ///
     /// # Errors
     /// When the client's outgoing buffer is gone.
-    pub async fn publish_bytes(&self, subject: String, payload: Bytes) -> Result<(), BusError> {
-        self.publish_bytes_to(&subject, payload).await
-    }
-
-    async fn publish_bytes_to(&self, subject: &str, payload: Bytes) -> Result<(), BusError> {
+    pub async fn publish_bytes(&self, subject: &str, payload: Bytes) -> Result<(), BusError> {
         let client = match &self.transport {
             Transport::Nats(c) => c,
             Transport::Local(local) => {
@@ -384,7 +369,7 @@ impl Bus {
         value: &T,
     ) -> Result<(), BusError> {
         match &delivery.reply {
-            Some(reply) => self.publish(reply.clone(), value).await,
+            Some(reply) => self.publish(reply, value).await,
             None => Ok(()),
         }
     }

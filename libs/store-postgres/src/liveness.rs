@@ -84,20 +84,33 @@ impl PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        let written = ids.len() - rest.len();
-        if rest.is_empty() {
-            tracing::debug!(orchestrators = written, changes = 0, "heartbeats flushed");
-            return Ok(Vec::new());
-        }
-        let (ids, times): (Vec<String>, Vec<DateTime<Utc>>) = rest.into_iter().unzip();
+        let changes = if rest.is_empty() {
+            Vec::new()
+        } else {
+            let (ids, times): (Vec<String>, Vec<DateTime<Utc>>) = rest.into_iter().unzip();
+            self.write_heartbeats_with_status(&ids, &times).await?
+        };
+        tracing::debug!(
+            orchestrators = ids.len(),
+            changes = changes.len(),
+            "heartbeats flushed"
+        );
+        Ok(changes)
+    }
 
-        // The others may change status. The stored status only becomes active when the new
-        // last_seen is within the TTL, so a heartbeat that arrives late does not announce an
-        // orchestrator the sweep would flip straight back. The locking step is a MATERIALIZED
-        // CTE, run once: as a subquery, a planner that believes the table is nearly empty
-        // (fresh statistics are minutes away) put it on the inner side of a nested loop and
-        // ran it, locks and all, once per row: cubic in the fleet, seconds per flush at a few
-        // hundred orchestrators.
+    /// Heartbeats of orchestrators that may change status: the previous status is captured
+    /// from a locked copy of each row, and only real transitions are returned.
+    async fn write_heartbeats_with_status(
+        &self,
+        ids: &[String],
+        times: &[DateTime<Utc>],
+    ) -> Result<Vec<StatusChange>, StoreError> {
+        // The stored status only becomes active when the new last_seen is within the TTL, so a
+        // heartbeat that arrives late does not announce an orchestrator the sweep would flip
+        // straight back. The locking step is a MATERIALIZED CTE, run once: as a subquery, a
+        // planner that believes the table is nearly empty (fresh statistics are minutes away)
+        // put it on the inner side of a nested loop and ran it, locks and all, once per row:
+        // cubic in the fleet, seconds per flush at a few hundred orchestrators.
         let rows: Vec<StatusWriteRow> = sqlx::query_as(
             "WITH prev AS MATERIALIZED ( \
                  SELECT p.orchestrator_id, p.status, b.ts \
@@ -117,8 +130,8 @@ impl PgStore {
              RETURNING o.orchestrator_id, o.organization_id, prev.status AS previous, \
                  o.status AS current, o.is_independent, o.last_seen"
         )
-        .bind(&ids)
-        .bind(&times)
+        .bind(ids)
+        .bind(times)
         .bind(self.ttl_secs)
         .fetch_all(&self.pool)
         .await
@@ -130,11 +143,6 @@ impl PgStore {
                 changes.push(change);
             }
         }
-        tracing::debug!(
-            orchestrators = written + ids.len(),
-            changes = changes.len(),
-            "heartbeats flushed"
-        );
         Ok(changes)
     }
 

@@ -498,7 +498,7 @@ async fn finish(edge: &Edge, live: Live, end: End) {
                 reason: reason.to_owned(),
                 at: Utc::now(),
             };
-            if let Err(e) = edge.bus.publish_to(&s.subjects.disconnect, &event).await {
+            if let Err(e) = edge.bus.publish(&s.subjects.disconnect, &event).await {
                 tracing::warn!(error = %e, "disconnect not published; the TTL will expire the orchestrator");
             }
         }
@@ -537,7 +537,7 @@ async fn report_delivery(edge: &Edge, s: &Session, message_id: String) {
         session_id: s.session_id.clone(),
         at: Utc::now(),
     };
-    if let Err(e) = edge.bus.publish_to(&s.subjects.delivery, &event).await {
+    if let Err(e) = edge.bus.publish(&s.subjects.delivery, &event).await {
         tracing::warn!(error = %e, "delivery not reported; the message will be sent again on reconnect");
     }
 }
@@ -725,7 +725,7 @@ async fn handle_frame(edge: &Edge, s: &Session, frame: ClientFrame) -> Vec<Serve
                 edge_id: &edge.edge_id,
                 usage: usage.as_deref(),
             };
-            if let Err(e) = edge.bus.publish_to(&s.subjects.heartbeat, &event).await {
+            if let Err(e) = edge.bus.publish(&s.subjects.heartbeat, &event).await {
                 tracing::debug!(error = %e, "heartbeat not published");
             }
             replies
