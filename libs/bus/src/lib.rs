@@ -464,11 +464,20 @@ fn trace_headers() -> Option<async_nats::HeaderMap> {
 
 /// W3C trace context of the current span (empty outside a sampled trace).
 fn trace_context() -> HashMap<String, String> {
-    let cx = tracing::Span::current().context();
     let mut map = HashMap::new();
-    opentelemetry::global::get_text_map_propagator(|p| {
-        p.inject_context(&cx, &mut HeaderInjector(&mut map));
+    // The current span's id without cloning the span, and its OpenTelemetry context only when
+    // the subscriber has the OpenTelemetry layer: without it (no exporter) a heartbeat publish
+    // pays for neither the span's reference count nor the propagator's lock.
+    let cx = tracing::dispatcher::get_default(|d| {
+        d.current_span()
+            .id()
+            .and_then(|id| tracing_opentelemetry::get_otel_context(id, d))
     });
+    if let Some(cx) = cx {
+        opentelemetry::global::get_text_map_propagator(|p| {
+            p.inject_context(&cx, &mut HeaderInjector(&mut map));
+        });
+    }
     map
 }
 

@@ -205,6 +205,9 @@ pub struct Edge {
     /// Caps new handshakes per second (reconnect storms).
     pub handshakes: admission::HandshakeLimiter,
     pub sockets: TaskTracker,
+    /// `moolai_edge_frames_total{type="i_am_alive"}`, looked up once: the one counter every
+    /// heartbeat moves.
+    heartbeat_frames: metrics::Counter,
 }
 
 /// A started edge: subscribed to commands, ready to take sockets through [`EdgeService::router`]
@@ -236,7 +239,10 @@ impl EdgeService {
                 tracing::info!("ORCHESTRATOR_AUTH=token: hellos without a token are refused");
             }
         }
+        // Install the recorder before the heartbeat counter's handle is taken from it.
+        let _ = moolai_telemetry::metrics();
         let edge = Arc::new(Edge {
+            heartbeat_frames: metrics::counter!("moolai_edge_frames_total", "type" => "i_am_alive"),
             slots: Arc::new(Semaphore::new(settings.ws_max_connections)),
             handshakes: admission::HandshakeLimiter::new(settings.ws_max_handshakes_per_sec),
             settings,

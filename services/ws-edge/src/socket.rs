@@ -689,7 +689,11 @@ async fn serve(edge: &Edge, socket: &mut WebSocket, s: &Session, mailbox: &Mailb
 
 /// Handles one decoded frame; returns the frames to write back.
 async fn handle_frame(edge: &Edge, s: &Session, frame: ClientFrame) -> Vec<ServerFrame> {
-    metrics::counter!("moolai_edge_frames_total", "type" => frame.type_name()).increment(1);
+    if let ClientFrame::IAmAlive(_) = frame {
+        edge.heartbeat_frames.increment(1);
+    } else {
+        metrics::counter!("moolai_edge_frames_total", "type" => frame.type_name()).increment(1);
+    }
     if let Some(claimed) = frame.claimed_id()
         && claimed != s.orchestrator_id
     {

@@ -26,14 +26,18 @@ async fn fleet_end_to_end() {
         let edge = stack.scrape("edge0").await.expect("edge metrics");
         assert!(edge.contains("moolai_edge_hellos_total"), "{edge}");
         assert!(edge.contains("moolai_edge_frames_total"), "{edge}");
+        // Heartbeats are counted through a handle the edge takes at start: it must be the
+        // installed recorder's, not a no-op one.
+        let mut beats = 0.0;
+        for edge in ["edge0", "edge1"] {
+            let text = stack.scrape(edge).await.expect("edge metrics");
+            beats += counter_sum(&text, "moolai_edge_frames_total{type=\"i_am_alive\"}");
+        }
+        assert!(beats >= 1.0, "no heartbeat frames counted by either edge");
         let mut written = 0.0;
         for state in ["state0", "state1"] {
             let text = stack.scrape(state).await.expect("state metrics");
-            written += text
-                .lines()
-                .filter(|l| l.starts_with("moolai_state_heartbeats_written_total"))
-                .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
-                .sum::<f64>();
+            written += counter_sum(&text, "moolai_state_heartbeats_written_total");
         }
         assert!(
             written >= 1.0,
@@ -48,4 +52,12 @@ async fn fleet_end_to_end() {
         panic!("scenario failed: {e}\n{logs}");
     }
     stack.shutdown().await;
+}
+
+/// Sum of the samples in a Prometheus text whose line starts with `prefix`.
+fn counter_sum(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum()
 }
