@@ -114,7 +114,8 @@ pub struct DisconnectEvent {
     pub organization_id: String,
     pub session_id: String,
     pub edge_id: String,
-    /// `client_closed`, `replaced`, `idle_timeout`, `protocol_error`, `rate_limited`, `slow_consumer`.
+    /// `client_closed`, `replaced`, `idle_timeout`, `protocol_error`, `too_big`, `rate_limited`,
+    /// `slow_consumer`, `write_failed`, `credential_revoked`, `closed_by_controller`.
     pub reason: String,
     pub at: DateTime<Utc>,
 }

@@ -17,7 +17,7 @@ pub enum Kind {
     Status,
     /// Internal request-reply: frames other than heartbeats, answered by state after commit.
     Frame,
-    /// Internal: a socket closed (published by the edge, consumed by state).
+    /// Public: a socket closed (published by the edge, consumed by state).
     Disconnect,
     /// Internal: an accepted message was written to the orchestrator's socket.
     Delivery,

@@ -2,7 +2,8 @@
 //!
 //! - logs: `tracing` to stderr, human-readable or JSON (`LOG_FORMAT=json`), filtered by
 //!   `RUST_LOG` (default `info`);
-//! - traces: exported over OTLP/HTTP only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; the W3C
+//! - traces: exported over OTLP/HTTP (protobuf unless `OTEL_EXPORTER_OTLP_PROTOCOL` says
+//!   `http/json`) only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; the W3C
 //!   trace-context propagator is always installed so trace context crosses NATS headers;
 //! - metrics: a Prometheus recorder whose text is served at `/metrics` by each service.
 //!
@@ -13,6 +14,7 @@ pub mod http;
 use anyhow::Context;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -53,8 +55,13 @@ pub fn init(service: &'static str) -> anyhow::Result<TelemetryGuard> {
 
     let provider = match std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
         Ok(endpoint) if !endpoint.is_empty() => {
+            let protocol = otlp_protocol(
+                env_value("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").as_deref(),
+                env_value("OTEL_EXPORTER_OTLP_PROTOCOL").as_deref(),
+            )?;
             let exporter = opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
+                .with_protocol(protocol)
                 .build()
                 .with_context(|| {
                     format!(
@@ -103,6 +110,33 @@ pub fn init(service: &'static str) -> anyhow::Result<TelemetryGuard> {
     Ok(TelemetryGuard { provider })
 }
 
+/// A non-empty environment variable.
+fn env_value(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The OTLP protocol: the traces-specific variable, else the general one, else
+/// `http/protobuf` (the OpenTelemetry default; the exporter crate alone would pick JSON when
+/// both encodings are built in). A value this build cannot speak stops the service instead of
+/// exporting nothing.
+fn otlp_protocol(
+    traces: Option<&str>,
+    general: Option<&str>,
+) -> anyhow::Result<opentelemetry_otlp::Protocol> {
+    let (name, value) = match (traces, general) {
+        (Some(v), _) => ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", v),
+        (None, Some(v)) => ("OTEL_EXPORTER_OTLP_PROTOCOL", v),
+        (None, None) => return Ok(opentelemetry_otlp::Protocol::HttpBinary),
+    };
+    match value {
+        "http/protobuf" => Ok(opentelemetry_otlp::Protocol::HttpBinary),
+        "http/json" => Ok(opentelemetry_otlp::Protocol::HttpJson),
+        other => anyhow::bail!(
+            "invalid {name} {other:?}: use \"http/protobuf\" or \"http/json\" (gRPC is not built in)"
+        ),
+    }
+}
+
 /// Installs the process-wide Prometheus recorder once and returns a handle that renders it.
 #[must_use]
 pub fn metrics() -> PrometheusHandle {
@@ -147,4 +181,34 @@ pub async fn serve_metrics(
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::otlp_protocol;
+    use opentelemetry_otlp::Protocol;
+
+    #[test]
+    fn the_otlp_protocol_defaults_to_protobuf_and_the_traces_variable_wins() {
+        assert_eq!(otlp_protocol(None, None).ok(), Some(Protocol::HttpBinary));
+        assert_eq!(
+            otlp_protocol(None, Some("http/json")).ok(),
+            Some(Protocol::HttpJson)
+        );
+        assert_eq!(
+            otlp_protocol(Some("http/protobuf"), Some("http/json")).ok(),
+            Some(Protocol::HttpBinary)
+        );
+        let err = otlp_protocol(None, Some("grpc")).expect_err("grpc is not built in");
+        assert!(
+            err.to_string().contains("OTEL_EXPORTER_OTLP_PROTOCOL"),
+            "{err}"
+        );
+        let err = otlp_protocol(Some("http"), None).expect_err("not a protocol");
+        assert!(
+            err.to_string()
+                .contains("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"),
+            "{err}"
+        );
+    }
 }
