@@ -25,6 +25,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+pub use async_nats::Subject;
 pub use subjects::{Kind, STATE_QUEUE_GROUP, Subjects};
 
 /// How long [`Bus::ping`] (and so [`Bus::flush`]) waits for the broker.
@@ -275,26 +276,45 @@ impl Bus {
     /// # Errors
     /// When the client's outgoing buffer is gone.
     pub async fn publish_bytes(&self, subject: &str, payload: Bytes) -> Result<(), BusError> {
+        // One copy of the subject, into the client's own bytes.
+        self.publish_outgoing(Outgoing::new(Subject::from(subject), payload))
+            .await
+    }
+
+    /// Publishes a message prepared elsewhere (see [`Outgoing`]) with the trace context it
+    /// captured.
+    ///
+    /// # Errors
+    /// When the client's outgoing buffer is gone.
+    pub async fn publish_outgoing(&self, message: Outgoing) -> Result<(), BusError> {
+        let Outgoing {
+            subject,
+            payload,
+            trace,
+        } = message;
         let client = match &self.transport {
             Transport::Nats(c) => c,
             Transport::Local(local) => {
                 local.publish(Delivery {
-                    subject: subject.to_owned(),
+                    subject: subject.to_string(),
                     payload,
                     reply: None,
-                    trace_headers: trace_context(),
+                    trace_headers: trace,
                 });
                 return Ok(());
             }
         };
-        // One copy of the subject, into the client's own bytes.
-        let nats_subject = async_nats::Subject::from(subject);
-        let result = match trace_headers() {
-            Some(h) => client.publish_with_headers(nats_subject, h, payload).await,
-            None => client.publish(nats_subject, payload).await,
+        // The subject is shared bytes: the clone is a reference count, kept for the error.
+        let result = match headers_from(&trace) {
+            Some(h) => {
+                client
+                    .publish_with_headers(subject.clone(), h, payload)
+                    .await
+            }
+            None => client.publish(subject.clone(), payload).await,
         };
         result.map_err(|e| BusError::Publish {
-            subject: subject.to_owned(),
+            subject: subject.to_string(),
             message: e.to_string(),
         })
     }
@@ -451,7 +471,10 @@ fn to_delivery(m: async_nats::Message) -> Delivery {
 /// Trace context of the current span as NATS headers; `None` when there is no sampled trace
 /// (the common case without an OTLP exporter), so untraced messages carry no headers.
 fn trace_headers() -> Option<async_nats::HeaderMap> {
-    let map = trace_context();
+    headers_from(&trace_context())
+}
+
+fn headers_from(map: &HashMap<String, String>) -> Option<async_nats::HeaderMap> {
     if map.is_empty() {
         return None;
     }
@@ -460,6 +483,28 @@ fn trace_headers() -> Option<async_nats::HeaderMap> {
         headers.insert(k.as_str(), v.as_str());
     }
     Some(headers)
+}
+
+/// A message to publish later, from another task: its subject (shared bytes, cheap to clone,
+/// so a socket builds its subjects once), its payload, and the trace context of the span it
+/// was made in (empty outside a sampled trace).
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub subject: Subject,
+    pub payload: Bytes,
+    trace: HashMap<String, String>,
+}
+
+impl Outgoing {
+    /// Captures the current span's trace context with the message.
+    #[must_use]
+    pub fn new(subject: Subject, payload: Bytes) -> Self {
+        Self {
+            subject,
+            payload,
+            trace: trace_context(),
+        }
+    }
 }
 
 /// W3C trace context of the current span (empty outside a sampled trace).

@@ -55,6 +55,30 @@ async fn publish_carries_traceparent_and_the_receiver_joins_the_trace() {
         sent_trace
     );
 
+    // A message prepared inside the span and published later from elsewhere (as the edge's
+    // heartbeat task does) carries the span's trace.
+    let prepared = tracing::info_span!("socket_side");
+    let prepared_trace = prepared.context().span().span_context().trace_id();
+    let outgoing = prepared.in_scope(|| {
+        moolai_bus::Outgoing::new(
+            moolai_bus::Subject::from(subject.as_str()),
+            bytes::Bytes::from_static(b"{}"),
+        )
+    });
+    bus.publish_outgoing(outgoing).await.expect("publish");
+    let later = tokio::time::timeout(std::time::Duration::from_secs(5), sub.next())
+        .await
+        .expect("delivered")
+        .expect("message");
+    let traceparent = later
+        .trace_headers
+        .get("traceparent")
+        .expect("traceparent header on a prepared message");
+    assert!(
+        traceparent.contains(&prepared_trace.to_string()),
+        "{traceparent} vs {prepared_trace}"
+    );
+
     // Outside any span, no headers are sent.
     bus.publish(subject, &serde_json::json!({"x": 2}))
         .await

@@ -13,6 +13,7 @@
 //! not report those closes as disconnects (the orchestrators are not gone; they reconnect).
 
 pub mod admission;
+pub mod publisher;
 pub mod registry;
 pub mod socket;
 
@@ -208,6 +209,8 @@ pub struct Edge {
     /// `moolai_edge_frames_total{type="i_am_alive"}`, looked up once: the one counter every
     /// heartbeat moves.
     heartbeat_frames: metrics::Counter,
+    /// Heartbeats leave through here, in bursts.
+    pub(crate) heartbeats: publisher::Publisher,
 }
 
 /// A started edge: subscribed to commands, ready to take sockets through [`EdgeService::router`]
@@ -216,6 +219,7 @@ pub struct EdgeService {
     edge: Arc<Edge>,
     command_task: tokio::task::JoinHandle<()>,
     resync_task: tokio::task::JoinHandle<()>,
+    publish_task: tokio::task::JoinHandle<()>,
 }
 
 impl EdgeService {
@@ -241,7 +245,9 @@ impl EdgeService {
         }
         // Install the recorder before the heartbeat counter's handle is taken from it.
         let _ = moolai_telemetry::metrics();
+        let (heartbeats, publish_task) = publisher::Publisher::start(bus.clone());
         let edge = Arc::new(Edge {
+            heartbeats,
             heartbeat_frames: metrics::counter!("moolai_edge_frames_total", "type" => "i_am_alive"),
             slots: Arc::new(Semaphore::new(settings.ws_max_connections)),
             handshakes: admission::HandshakeLimiter::new(settings.ws_max_handshakes_per_sec),
@@ -265,6 +271,7 @@ impl EdgeService {
             edge,
             command_task,
             resync_task,
+            publish_task,
         })
     }
 
@@ -298,8 +305,11 @@ impl EdgeService {
                 "sockets still open at the shutdown deadline"
             );
         }
+        // Heartbeats still queued go to the client before it is flushed.
+        self.edge.heartbeats.flush().await;
         self.command_task.abort();
         self.resync_task.abort();
+        self.publish_task.abort();
         let _ = self.edge.bus.flush().await;
     }
 }

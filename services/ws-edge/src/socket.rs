@@ -17,7 +17,7 @@ use moolai_bus::events::{
     DeliveryEvent, DisconnectEvent, FrameReply, FrameRequest, HeartbeatEventRef, HelloReply,
     HelloRequest,
 };
-use moolai_bus::{BusError, Kind};
+use moolai_bus::{BusError, Kind, Outgoing, Subject};
 use moolai_config::OrchestratorAuth;
 use moolai_protocol::{
     ClientFrame, Decoded, ErrorFrame, HandshakeAck, Hello, MonitoringChange, ServerFrame,
@@ -276,7 +276,8 @@ async fn send(socket: &mut WebSocket, frame: &ServerFrame) -> bool {
 
 /// Per-socket subjects, built once instead of per frame.
 struct SessionSubjects {
-    heartbeat: String,
+    /// Shared bytes: every heartbeat takes a reference, not a copy.
+    heartbeat: Subject,
     frame: String,
     disconnect: String,
     delivery: String,
@@ -421,7 +422,7 @@ async fn open(
     let subjects = edge.bus.subjects();
     let s = Session {
         subjects: SessionSubjects {
-            heartbeat: subjects.orchestrator(Kind::Heartbeat, &org, &id),
+            heartbeat: Subject::from(subjects.orchestrator(Kind::Heartbeat, &org, &id)),
             frame: subjects.orchestrator(Kind::Frame, &org, &id),
             disconnect: subjects.orchestrator(Kind::Disconnect, &org, &id),
             delivery: subjects.orchestrator(Kind::Delivery, &org, &id),
@@ -729,8 +730,14 @@ async fn handle_frame(edge: &Edge, s: &Session, frame: ClientFrame) -> Vec<Serve
                 edge_id: &edge.edge_id,
                 usage: usage.as_deref(),
             };
-            if let Err(e) = edge.bus.publish(&s.subjects.heartbeat, &event).await {
-                tracing::debug!(error = %e, "heartbeat not published");
+            match serde_json::to_vec(&event) {
+                Ok(payload) => {
+                    let message = Outgoing::new(s.subjects.heartbeat.clone(), payload.into());
+                    if !edge.heartbeats.publish(message).await {
+                        tracing::debug!("heartbeat not published: the edge is stopping");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "heartbeat not encoded"),
             }
             replies
         }
