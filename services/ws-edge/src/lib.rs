@@ -193,6 +193,9 @@ impl EdgeSettings {
     }
 }
 
+/// How long a stopping edge waits for its queued heartbeats to reach NATS.
+const FLUSH_GRACE: Duration = Duration::from_secs(5);
+
 /// Shared by every socket of this edge.
 pub struct Edge {
     pub settings: EdgeSettings,
@@ -305,12 +308,18 @@ impl EdgeService {
                 "sockets still open at the shutdown deadline"
             );
         }
-        // Heartbeats still queued go to the client before it is flushed.
-        self.edge.heartbeats.flush().await;
+        // Heartbeats still queued go to the client before it is flushed; both bounded, as
+        // NATS may be away (its client then stops taking messages).
+        let flushing = async {
+            self.edge.heartbeats.flush().await;
+            let _ = self.edge.bus.flush().await;
+        };
+        if tokio::time::timeout(FLUSH_GRACE, flushing).await.is_err() {
+            tracing::warn!("heartbeats not all handed to NATS by the shutdown deadline");
+        }
         self.command_task.abort();
         self.resync_task.abort();
         self.publish_task.abort();
-        let _ = self.edge.bus.flush().await;
     }
 }
 

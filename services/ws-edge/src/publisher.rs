@@ -8,9 +8,15 @@
 //! writes to NATS get larger and fewer; when idle a heartbeat waits only for that one yield.
 //!
 //! The queue is bounded: when it is full, socket tasks wait to queue (and so stop reading
-//! their sockets), as they waited on the client's own bounded buffer before. Order per socket
-//! is kept (one queue, one task).
+//! their sockets), as they waited on the client's own bounded buffer before. A socket's
+//! heartbeats keep their order (one queue, one task); its other events (disconnect, frames,
+//! deliveries) go to the bus directly, so its last heartbeat may reach NATS after its
+//! disconnect (state never moves `last_seen` back nor revives a disconnected orchestrator
+//! for it). A panic while publishing one message loses that message, not the task.
 
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt as _;
 use moolai_bus::{Bus, Outgoing};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -56,6 +62,8 @@ impl Publisher {
 }
 
 async fn run(bus: Bus, mut rx: mpsc::Receiver<Item>) {
+    let bursts = metrics::counter!("moolai_edge_publish_bursts_total");
+    let burst_messages = metrics::counter!("moolai_edge_publish_burst_messages_total");
     let mut burst = Vec::with_capacity(BURST);
     loop {
         if rx.recv_many(&mut burst, BURST).await == 0 {
@@ -69,13 +77,18 @@ async fn run(bus: Bus, mut rx: mpsc::Receiver<Item>) {
                 Err(_) => break,
             }
         }
-        metrics::counter!("moolai_edge_publish_bursts_total").increment(1);
-        metrics::counter!("moolai_edge_publish_burst_messages_total").increment(burst.len() as u64);
+        bursts.increment(1);
+        burst_messages.increment(burst.len() as u64);
         for item in burst.drain(..) {
             match item {
                 Item::Message(message) => {
-                    if let Err(e) = bus.publish_outgoing(message).await {
-                        tracing::debug!(error = %e, "heartbeat not published");
+                    match AssertUnwindSafe(bus.publish_outgoing(message))
+                        .catch_unwind()
+                        .await
+                    {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::debug!(error = %e, "heartbeat not published"),
+                        Err(_) => tracing::error!("publishing a heartbeat panicked; it is lost"),
                     }
                 }
                 Item::Flushed(done) => {
@@ -148,13 +161,17 @@ mod tests {
             .expect("no panic");
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    // One thread: the publisher runs only when the senders pause (every coop budget), so
+    // messages are still queued when `flush` is called and the abort after it would lose them.
+    #[tokio::test]
     async fn bursts_keep_each_senders_order_and_flush_hands_over_everything_in_process() {
         let bus = Bus::in_process(Subjects::new("pubtest").expect("prefix"));
         check_order_and_flush(bus, "pubtest.v1.org.orch.heartbeat").await;
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    // One thread: the publisher runs only when the senders pause (every coop budget), so
+    // messages are still queued when `flush` is called and the abort after it would lose them.
+    #[tokio::test]
     async fn bursts_keep_each_senders_order_and_flush_hands_over_everything_over_nats() {
         let url = std::env::var("MOOLAI_TEST_NATS_URL")
             .unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
