@@ -35,18 +35,8 @@ async fn publish_carries_traceparent_and_the_receiver_joins_the_trace() {
         .await
         .expect("publish");
 
-    let delivery = tokio::time::timeout(std::time::Duration::from_secs(5), sub.next())
-        .await
-        .expect("delivered")
-        .expect("message");
-    let traceparent = delivery
-        .trace_headers
-        .get("traceparent")
-        .expect("traceparent header");
-    assert!(
-        traceparent.contains(&sent_trace.to_string()),
-        "{traceparent} vs {sent_trace}"
-    );
+    let delivery = next(&mut sub).await;
+    assert_in_trace(&delivery, sent_trace);
 
     let receiving = tracing::info_span!("state_side");
     delivery.link_span(&receiving);
@@ -66,26 +56,30 @@ async fn publish_carries_traceparent_and_the_receiver_joins_the_trace() {
         )
     });
     bus.publish_outgoing(outgoing).await.expect("publish");
-    let later = tokio::time::timeout(std::time::Duration::from_secs(5), sub.next())
-        .await
-        .expect("delivered")
-        .expect("message");
-    let traceparent = later
-        .trace_headers
-        .get("traceparent")
-        .expect("traceparent header on a prepared message");
-    assert!(
-        traceparent.contains(&prepared_trace.to_string()),
-        "{traceparent} vs {prepared_trace}"
-    );
+    assert_in_trace(&next(&mut sub).await, prepared_trace);
 
     // Outside any span, no headers are sent.
     bus.publish(subject, &serde_json::json!({"x": 2}))
         .await
         .expect("publish");
-    let plain = tokio::time::timeout(std::time::Duration::from_secs(5), sub.next())
+    assert!(next(&mut sub).await.trace_headers.is_empty());
+}
+
+async fn next(sub: &mut moolai_bus::Deliveries) -> moolai_bus::Delivery {
+    tokio::time::timeout(std::time::Duration::from_secs(5), sub.next())
         .await
         .expect("delivered")
-        .expect("message");
-    assert!(plain.trace_headers.is_empty());
+        .expect("message")
+}
+
+/// The delivery's `traceparent` header names `trace`.
+fn assert_in_trace(delivery: &moolai_bus::Delivery, trace: opentelemetry::trace::TraceId) {
+    let traceparent = delivery
+        .trace_headers
+        .get("traceparent")
+        .expect("traceparent header");
+    assert!(
+        traceparent.contains(&trace.to_string()),
+        "{traceparent} vs {trace}"
+    );
 }

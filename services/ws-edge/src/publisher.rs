@@ -106,6 +106,9 @@ mod tests {
     use moolai_bus::{Bus, Outgoing, Subject, Subjects};
     use std::time::Duration;
 
+    /// Run on one thread: the publisher then runs only when the senders pause (every coop
+    /// budget), so messages are still queued when `flush` is called and the abort after it
+    /// would lose them.
     async fn check_order_and_flush(bus: Bus, subject: &str) {
         let mut deliveries = bus.subscribe(subject.to_owned()).await.expect("subscribe");
         bus.flush().await.expect("subscription registered");
@@ -161,16 +164,12 @@ mod tests {
             .expect("no panic");
     }
 
-    // One thread: the publisher runs only when the senders pause (every coop budget), so
-    // messages are still queued when `flush` is called and the abort after it would lose them.
     #[tokio::test]
     async fn bursts_keep_each_senders_order_and_flush_hands_over_everything_in_process() {
         let bus = Bus::in_process(Subjects::new("pubtest").expect("prefix"));
         check_order_and_flush(bus, "pubtest.v1.org.orch.heartbeat").await;
     }
 
-    // One thread: the publisher runs only when the senders pause (every coop budget), so
-    // messages are still queued when `flush` is called and the abort after it would lose them.
     #[tokio::test]
     async fn bursts_keep_each_senders_order_and_flush_hands_over_everything_over_nats() {
         let url = std::env::var("MOOLAI_TEST_NATS_URL")
